@@ -1,0 +1,5 @@
+import sys
+
+from vocal_remover_jax.cli import main
+
+sys.exit(main())

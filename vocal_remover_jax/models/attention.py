@@ -1,0 +1,63 @@
+"""MultibandFrameAttention: attention between frames, with the bins split into bands (heads)."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from vocal_remover_jax.models.layers import Dtype, TemporalConv, at_least_f32, dense
+
+
+class MultibandFrameAttention(nn.Module):
+    """Frames attend to frames (of `x`, or of `mem` for skip-memory attention).
+
+    q, k and v are linear projections of the bins followed by a depthwise convolution over
+    3 frames. The learned position table `er` (head_dim x cropsize) adds `q_j . er[:, i]` to
+    the score of query i and key j, as the reference computes it (its pad-and-slice of
+    `q @ er` reduces to that transpose; it is not Music Transformer's relative skew), and
+    scores are scaled by sqrt(all bins), as in the reference.
+
+    `reference_kv_conv=True` reproduces the reference's use of `q_conv` for k and v (needed for
+    its checkpoints); the default gives k and v their own convolutions, as intended.
+    """
+
+    num_bands: int
+    cropsize: int
+    kernel_size: int = 3
+    reference_kv_conv: bool = False
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, mem: jax.Array | None = None) -> jax.Array:
+        batch, frames, bins = x.shape
+        if frames != self.cropsize:
+            raise ValueError(f"{self.name}: got {frames} frames, the model was built for cropsize={self.cropsize}")
+        if bins % self.num_bands:
+            raise ValueError(f"{self.name}: {bins} bins do not split into {self.num_bands} bands")
+        kv_source = x if mem is None else mem
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        proj = lambda name, axes: dense(bins, axes, use_bias=False, name=name, **kw)  # noqa: E731
+        conv = lambda name: TemporalConv(bins, self.kernel_size, groups=bins, name=name, **kw)  # noqa: E731
+
+        q_conv = conv("q_conv")
+        k_conv = q_conv if self.reference_kv_conv else conv("k_conv")
+        v_conv = q_conv if self.reference_kv_conv else conv("v_conv")
+        q = q_conv(proj("q_proj", ("embed", "qkv"))(x))
+        k = k_conv(proj("k_proj", ("embed", "qkv"))(kv_source))
+        v = v_conv(proj("v_proj", ("embed", "qkv"))(kv_source))
+
+        head_dim = bins // self.num_bands
+        split = lambda t: t.reshape(batch, frames, self.num_bands, head_dim)  # noqa: E731
+        q, k, v = split(q), split(k), split(v)
+        er = self.param("er", nn.with_logical_partitioning(nn.initializers.normal(1.0), (None, "frames")),
+                        (head_dim, self.cropsize), self.param_dtype).astype(self.dtype)
+
+        acc = at_least_f32(self.dtype)
+        scores = jnp.einsum("bind,bjnd->bnij", q, k, preferred_element_type=acc)
+        position = jnp.einsum("bjnd,di->bnij", q, er, preferred_element_type=acc)
+        weights = jax.nn.softmax((scores + position) / jnp.sqrt(jnp.asarray(bins, acc)), axis=-1)
+        out = jnp.einsum("bnij,bjnd->bind", weights.astype(self.dtype), v)
+        out = out.reshape(batch, frames, bins)
+        return proj("o_proj", ("qkv", "embed"))(out)

@@ -1,0 +1,120 @@
+"""Small building blocks shared by the frame-transformer modules.
+
+Every parameter carries logical axis names (see `partitioning.py`) so a mesh can shard it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+# PyTorch's initialisers, so freshly initialised models train like the reference.
+torch_linear_init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
+
+
+def dense(features: int, axes: tuple[str | None, str | None], *, use_bias: bool, dtype: Dtype,
+          param_dtype: Dtype, name: str | None = None) -> nn.Dense:
+    return nn.Dense(
+        features,
+        use_bias=use_bias,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        kernel_init=nn.with_logical_partitioning(torch_linear_init, axes),
+        bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (axes[1],)),
+        name=name,
+    )
+
+
+def layer_norm(axis_name: str, *, dtype: Dtype, param_dtype: Dtype, name: str | None = None) -> nn.LayerNorm:
+    return nn.LayerNorm(
+        epsilon=1e-5,  # PyTorch's default, not Flax's 1e-6
+        dtype=dtype,
+        param_dtype=param_dtype,
+        scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), (axis_name,)),
+        bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (axis_name,)),
+        name=name,
+    )
+
+
+class TemporalConv(nn.Module):
+    """Grouped 1-D convolution along the frame axis of a `(batch, frames, features)` array.
+
+    Written as a sum of shifted products rather than `lax.conv`: the groups here are tiny
+    (depthwise, or 2 channels), which XLA's grouped convolutions handle poorly on CPU and GPU.
+    Kernel layout: `(taps, groups, in_per_group, out_per_group)`.
+    """
+
+    features: int
+    kernel_size: int
+    groups: int = 1
+    use_bias: bool = False
+    axes: tuple[str | None, ...] = ("taps", "embed", None, None)
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        in_features = x.shape[-1]
+        if in_features % self.groups or self.features % self.groups:
+            raise ValueError(f"{self.name}: {in_features}->{self.features} features do not split into {self.groups} groups")
+        cin, cout = in_features // self.groups, self.features // self.groups
+        fan_in = cin * self.kernel_size
+        init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform", in_axis=(0, 2), out_axis=3)
+        kernel = self.param(
+            "kernel",
+            nn.with_logical_partitioning(init, self.axes),
+            (self.kernel_size, self.groups, cin, cout),
+            self.param_dtype,
+        )
+        kernel = kernel.astype(self.dtype)
+        x = x.astype(self.dtype)
+        pad = (self.kernel_size - 1) // 2
+        frames = x.shape[-2]
+        xp = jnp.pad(x, [(0, 0)] * (x.ndim - 2) + [(pad, self.kernel_size - 1 - pad), (0, 0)])
+        taps = [xp[..., k : k + frames, :] for k in range(self.kernel_size)]
+        if self.groups == 1:
+            y = sum(t @ kernel[k, 0] for k, t in enumerate(taps))
+        else:
+            y = 0.0
+            for k, t in enumerate(taps):
+                t = t.reshape(*t.shape[:-1], self.groups, cin)
+                for i in range(cin):
+                    y = y + t[..., i : i + 1] * kernel[k, :, i, :]
+            y = y.reshape(*x.shape[:-1], self.features)
+        if self.use_bias:
+            bias = self.param(
+                "bias",
+                nn.with_logical_partitioning(symmetric_uniform(1 / fan_in**0.5), (self.axes[1],)),
+                (self.features,),
+                self.param_dtype,
+            )
+            y = y + bias.astype(self.dtype)
+        return y
+
+
+def symmetric_uniform(bound: float):
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def at_least_f32(dtype: Dtype) -> jnp.dtype:
+    """Precision for statistics, softmax and outputs: float32, or wider when computing in float64."""
+    return jnp.promote_types(dtype, jnp.float32)
+
+
+def pad_features(x: jax.Array, features: int) -> jax.Array:
+    """Zero-pads the last axis to `features` (the reference's F.pad of the narrow branch)."""
+    return jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, features - x.shape[-1])])
+
+
+def replicate_last_bin(x: jax.Array, bins: int) -> jax.Array:
+    """Pads the bins axis (2) up to `bins` by repeating the last bin (mask for the Nyquist bin)."""
+    extra = bins - x.shape[2]
+    return jnp.concatenate([x, jnp.repeat(x[:, :, -1:], extra, axis=2)], axis=2) if extra > 0 else x
