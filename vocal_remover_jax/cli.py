@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"vocal-remover-jax: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    from vocal_remover_jax.compilation_cache import enable_compilation_cache
+
+    enable_compilation_cache()
     module = importlib.import_module(COMMANDS[name][0])
     parser = argparse.ArgumentParser(prog=f"vocal-remover-jax {name}", description=COMMANDS[name][1])
     module.add_arguments(parser)

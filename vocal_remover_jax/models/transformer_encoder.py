@@ -32,6 +32,8 @@ class FrameTransformerEncoder(nn.Module):
 
         x = dense(1, ("conv_in", None), use_bias=self.bias, name="in_project", **kw)(x)[..., 0]
         bins = x.shape[-1]
+        if ff < bins // 2:
+            raise ValueError(f"{self.name}: feedforward_dim={ff} must be at least half the bins ({bins})")
 
         h = layer_norm("embed", name="norm1", **kw)(x)
         h = dense(2 * bins, ("embed", "mlp"), use_bias=self.bias, name="glu", **kw)(h)

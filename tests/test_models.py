@@ -1,0 +1,124 @@
+"""Behaviour of the Flax modules beyond reference parity: shapes, options, dtypes, errors."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from flax import traverse_util
+
+from vocal_remover_jax.config import load_config
+from vocal_remover_jax.describe import input_spec, parameter_counts
+from vocal_remover_jax.models import build_discriminator, build_model
+
+REFERENCE_SEED_PARAMETERS = 191_124_797  # FrameTransformerUnet(train-pre.py defaults), unused ones included
+
+
+def tiny(*overrides):
+    return load_config("configs/model.py:tiny", overrides)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    cfg = tiny()
+    model = build_model(cfg.model)
+    x = jax.random.uniform(jax.random.key(1), input_spec(cfg.model, 2).shape)
+    variables = jax.jit(model.init)(jax.random.key(0), x)
+    return cfg, model, variables, x
+
+
+def test_unet_shapes_and_ranges(tiny_model):
+    cfg, model, variables, x = tiny_model
+    mask, is_next = jax.jit(model.apply)(variables, x)
+    assert mask.shape == x.shape
+    assert float(mask.min()) >= 0 and float(mask.max()) <= 1
+    assert is_next.shape == (2, 2)
+    # The Nyquist bin replicates the last computed bin.
+    np.testing.assert_array_equal(mask[:, :, -1], mask[:, :, -2])
+
+
+def test_dropout_follows_deterministic_flag(tiny_model):
+    _, model, variables, x = tiny_model
+    a, _ = model.apply(variables, x, deterministic=True)
+    b, _ = model.apply(variables, x, deterministic=True)
+    c, _ = model.apply(variables, x, deterministic=False, rngs={"dropout": jax.random.key(3)})
+    np.testing.assert_array_equal(a, b)
+    assert float(jnp.abs(a - c).max()) > 1e-4
+
+
+def test_kv_conv_option_changes_parameters():
+    cfg = tiny()
+    ours = traverse_util.flatten_dict(nn.unbox(jax.eval_shape(build_model(cfg.model).init, jax.random.key(0),
+                                                               input_spec(cfg.model)))["params"])
+    cfg = tiny("model.reference_kv_conv=True")
+    faithful = traverse_util.flatten_dict(nn.unbox(jax.eval_shape(build_model(cfg.model).init, jax.random.key(0),
+                                                                   input_spec(cfg.model)))["params"])
+    assert any("k_conv" in p for p in ours) and any("v_conv" in p for p in ours)
+    assert not any("k_conv" in p or "v_conv" in p for p in faithful)
+
+
+def test_seed_parameter_count_matches_reference():
+    """Ours equals the reference's 191,124,797 less the parameters the reference never reads."""
+    cfg = load_config("configs/model.py:seed", ["model.reference_kv_conv=True"])
+    counts = parameter_counts(cfg.model)
+    ours = sum(counts.values())
+    variables = jax.eval_shape(build_model(cfg.model).init, jax.random.key(0), input_spec(cfg.model))
+    flat = traverse_util.flatten_dict(nn.unbox(variables)["params"])
+    frame_conv_taps = sum(v.shape[0] for p, v in flat.items() if p[-1] == "kernel" and len(v.shape) == 3)
+    kv_convs = sum(2 * v.size for p, v in flat.items() if p[-2] == "q_conv")
+    assert ours + frame_conv_taps + kv_convs == REFERENCE_SEED_PARAMETERS
+
+
+def test_wrong_input_shape_is_a_clear_error(tiny_model):
+    cfg, model, variables, _ = tiny_model
+    with pytest.raises(ValueError, match="expected input"):
+        model.apply(variables, jnp.zeros((1, cfg.model.cropsize, 100, 2)))
+    with pytest.raises(ValueError, match="expected input"):
+        model.apply(variables, jnp.zeros((1, cfg.model.cropsize + 1, cfg.model.n_fft // 2 + 1, 2)))
+
+
+def test_bfloat16_compute_keeps_float32_parameters(tiny_model):
+    cfg, _, variables, x = tiny_model
+    model16 = build_model(tiny("model.dtype='bfloat16'").model)
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nn.unbox(variables)))
+    m32, _ = build_model(cfg.model).apply(variables, x)
+    m16, _ = jax.jit(model16.apply)(variables, x)
+    assert m16.dtype == jnp.float32  # masks leave in float32
+    assert float(jnp.abs(m32 - m16).max()) < 0.1
+
+
+def test_remat_gives_same_gradients():
+    cfg = tiny("model.depth=1")  # one level keeps the two gradient compiles short
+    x = jax.random.uniform(jax.random.key(1), input_spec(cfg.model, 1).shape)
+    model, remat_model = build_model(cfg.model), build_model(tiny("model.depth=1", "model.remat=True").model)
+    variables = jax.jit(model.init)(jax.random.key(0), x)
+
+    def grads(m):
+        return jax.jit(jax.grad(lambda v: jnp.mean(m.apply(v, x)[0])))(variables)
+
+    for a, b in zip(jax.tree.leaves(grads(model)), jax.tree.leaves(grads(remat_model))):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_parameters_carry_logical_axes(tiny_model):
+    _, _, variables, _ = tiny_model
+    specs = traverse_util.flatten_dict(nn.get_partition_spec(variables)["params"])
+    names = {axis for spec in specs.values() for axis in spec if axis}
+    assert {"embed", "mlp", "taps", "conv_in", "conv_out", "frames"} <= names
+
+
+def test_plain_arch_and_discriminators():
+    """Output shapes only: traced, never compiled."""
+    cfg = tiny("model.arch='plain'")
+    model = build_model(cfg.model)
+    x = jax.ShapeDtypeStruct(input_spec(cfg.model, 1).shape, jnp.float32)
+    mask, is_next = jax.eval_shape(lambda x: model.apply(model.init(jax.random.key(0), x), x), x)
+    assert mask.shape == x.shape and is_next.shape == (1, 2)
+    base = dict(in_channels=4, channels=4, depth=3, n_fft=cfg.model.n_fft, cropsize=cfg.model.cropsize,
+                num_transformer_blocks=1, num_bands=4, feedforward_dim=64, dropout=0.0, bias=True)
+    bins = (cfg.model.n_fft // 2) // 4
+    for arch, frames in (("conv", cfg.model.cropsize // 4), ("transformer", cfg.model.cropsize)):
+        disc = build_discriminator(ml_collections.ConfigDict(dict(base, arch=arch)))
+        out = jax.eval_shape(lambda x: disc.apply(disc.init(jax.random.key(0), x, x), x, x), x)
+        assert out.shape == (1, frames, bins, 1)

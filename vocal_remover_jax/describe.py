@@ -1,0 +1,69 @@
+"""`describe`: parameter counts (per block) and forward FLOPs of a config's model."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from vocal_remover_jax.config import load_config
+from vocal_remover_jax.models import build_model
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="config file, e.g. configs/model.py:seed (overrides: --config.model.depth=5)")
+    parser.add_argument("--flops", action="store_true", help="also compile the forward pass and report its FLOPs")
+    parser.add_argument("--batch-size", type=int, default=1, help="batch size for --flops (default 1)")
+
+
+def input_spec(model_cfg: ml_collections.ConfigDict, batch_size: int = 1) -> jax.ShapeDtypeStruct:
+    """The model's input: `(batch, cropsize, n_fft // 2 + 1, in_channels)`."""
+    return jax.ShapeDtypeStruct((batch_size, model_cfg.cropsize, model_cfg.n_fft // 2 + 1, model_cfg.in_channels),
+                                jnp.float32)
+
+
+def parameter_counts(model_cfg: ml_collections.ConfigDict) -> dict[str, int]:
+    """Parameters per top-level block, without allocating them."""
+    model = build_model(model_cfg)
+    from vocal_remover_jax.reference_layout import abstract_params
+
+    params = abstract_params(model, input_spec(model_cfg))
+    return {name: sum(leaf.size for leaf in jax.tree.leaves(sub)) for name, sub in params.items()}
+
+
+def forward_flops(model_cfg: ml_collections.ConfigDict, batch_size: int = 1) -> float:
+    """FLOPs of one jitted forward pass, from XLA's cost analysis of the compiled program."""
+    model = build_model(model_cfg)
+    x = input_spec(model_cfg, batch_size)
+    variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), x)
+    compiled = jax.jit(lambda v, x: model.apply(v, x)).lower(variables, x).compile()
+    return float(cost_of(compiled).get("flops", 0.0))
+
+
+def cost_of(compiled) -> Mapping[str, float]:
+    cost = compiled.cost_analysis()
+    return (cost[0] if isinstance(cost, (list, tuple)) else cost) or {}
+
+
+def main(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.config_overrides)
+    counts = parameter_counts(config.model)
+    width = max(map(len, counts))
+    print(f"model: {config.model.arch}, n_fft {config.model.n_fft}, {config.model.cropsize} frames, "
+          f"reference_kv_conv={config.model.reference_kv_conv}")
+    for name in sorted(counts, key=_block_order):
+        print(f"  {name:<{width}}  {counts[name]:>13,}")
+    print(f"  {'total':<{width}}  {sum(counts.values()):>13,}")
+    if args.flops:
+        flops = forward_flops(config.model, args.batch_size)
+        print(f"forward FLOPs (batch {args.batch_size}): {flops / 1e9:,.1f} GFLOP")
+    return 0
+
+
+def _block_order(name: str):
+    parts = name.split("_")
+    digits = [int(p) for p in parts if p.isdigit()]
+    return ("_".join(p for p in parts if not p.isdigit()), digits)
