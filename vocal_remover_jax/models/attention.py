@@ -55,10 +55,14 @@ class MultibandFrameAttention(nn.Module):
         er = self.param("er", nn.with_logical_partitioning(nn.initializers.normal(1.0), (None, "frames")),
                         (head_dim, self.cropsize), self.param_dtype).astype(self.dtype)
 
+        # score[i, j] = q_i . k_j + er[:, i] . q_j, as one matmul over concatenated features:
+        # [q_i, er_i] . [k_j, q_j]. That avoids materialising and transposing a second
+        # frames x frames array for the position term.
         acc = at_least_f32(self.dtype)
-        scores = jnp.matmul(q, k.swapaxes(-1, -2), preferred_element_type=acc)
-        position = jnp.matmul(q, er, preferred_element_type=acc).swapaxes(-1, -2)  # [i, j] = q_j . er[:, i]
-        weights = jax.nn.softmax((scores + position) / jnp.sqrt(jnp.asarray(bins, acc)), axis=-1)
+        queries = jnp.concatenate([q, jnp.broadcast_to(er.T, q.shape)], axis=-1)
+        keys = jnp.concatenate([k, q], axis=-1)
+        scores = jnp.matmul(queries, keys.swapaxes(-1, -2), preferred_element_type=acc)
+        weights = jax.nn.softmax(scores / jnp.sqrt(jnp.asarray(bins, acc)), axis=-1)
         out = jnp.matmul(weights.astype(self.dtype), v)
         out = out.transpose(0, 2, 1, 3).reshape(batch, frames, bins)
         return proj("o_proj", ("qkv", "embed"))(out)
