@@ -1,0 +1,67 @@
+"""`export`: checkpoint parameters -> model file -> separation, with the trainer's restore stubbed
+(restore_params is stubbed to its contract, `(params, config)`; the trainer was not there yet)."""
+
+import sys
+import types
+
+import flax.linen as nn
+import numpy as np
+import pytest
+
+from vocal_remover_jax import cli
+from vocal_remover_jax.config import load_config
+from vocal_remover_jax.inference.model_file import load_model_file
+from vocal_remover_jax.inference.random_params import random_params
+from vocal_remover_jax.inference.separator import Separator
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A fake trainer whose checkpoint holds boxed tiny parameters and a training config."""
+    config = load_config("configs/model.py:tiny")
+    config.model.remat = True
+    config.train = {"learning_rate": 1e-4}  # training-only fields must not reach the model file
+    params = random_params(config.model, seed=2)
+    boxed = {"encoder_0": {k: v if k != "conv1" else {"kernel": nn.Partitioned(v["kernel"], (None, None, None)),
+                                                      "norm": v["norm"]}
+                           for k, v in params["encoder_0"].items()},
+             **{k: v for k, v in params.items() if k != "encoder_0"}}
+    calls = []
+
+    def restore_params(path, step=None):
+        calls.append((path, step))
+        if step == 999:
+            raise FileNotFoundError(f"no checkpoint for step 999 in {path}")
+        return boxed, config
+
+    module = types.ModuleType("vocal_remover_jax.train.checkpoint")
+    module.restore_params = restore_params
+    monkeypatch.setitem(sys.modules, "vocal_remover_jax.train.checkpoint", module)
+    (tmp_path / "run").mkdir()
+    return tmp_path / "run", params, calls
+
+
+def test_export_writes_inference_parameters_and_model_config(tmp_path, workdir, capsys):
+    run, params, calls = workdir
+    out = tmp_path / "model.vrj"
+    assert cli.main(["export", "--workdir", str(run), "--out", str(out), "--step", "5"]) == 0
+    assert calls == [(str(run), 5)]
+    loaded, config = load_model_file(str(out))
+    np.testing.assert_array_equal(loaded["encoder_0"]["conv1"]["kernel"], params["encoder_0"]["conv1"]["kernel"])
+    assert set(config) == {"model", "audio"} and config.model.remat is False
+    assert "wrote" in capsys.readouterr().out
+    song = np.random.default_rng(0).uniform(-0.3, 0.3, (2, 22050)).astype(np.float32)
+    inst, vocals = Separator.from_file(str(out)).separate(song, 22050)
+    np.testing.assert_allclose(inst + vocals, song, atol=1e-4)
+
+    assert cli.main(["export", "--workdir", str(run), "--out", str(out)]) == 2  # exists
+    assert "--overwrite" in capsys.readouterr().err
+    assert cli.main(["export", "--workdir", str(run), "--out", str(out), "--overwrite"]) == 0
+
+
+def test_export_reports_missing_checkpoints(tmp_path, workdir, capsys):
+    run, _, _ = workdir
+    assert cli.main(["export", "--workdir", str(run), "--out", str(tmp_path / "m.vrj"), "--step", "999"]) == 2
+    assert "step 999" in capsys.readouterr().err
+    assert cli.main(["export", "--workdir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m.vrj")]) == 2
+    assert not (tmp_path / "m.vrj").exists()

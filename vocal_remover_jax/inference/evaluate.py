@@ -1,0 +1,172 @@
+"""`evaluate`: SDR of a model file on a MUSDB18-HQ style tree.
+
+A track is a folder holding `mixture.*` and `vocals.*`; its instrumental reference is
+`instrumental.*` (or `accompaniment.*`) when present, else the sum of the other stems
+(MUSDB18-HQ's drums, bass, other), else mixture minus vocals. Flat triples
+`<name>_mixture.*`, `<name>_vocals.*`, `<name>_instrumental.*` work too.
+
+    vocal-remover-jax evaluate --model model.vrj musdb18hq/test --out sdr.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+from vocal_remover_jax.inference.separate_cli import AUDIO_EXTENSIONS
+
+SOURCES = ("vocals", "instrumental")
+_INSTRUMENTAL = ("instrumental", "accompaniment")
+_NOT_INSTRUMENTAL = ("mixture", "vocals", *_INSTRUMENTAL)
+
+
+@dataclasses.dataclass
+class Track:
+    name: str
+    mixture: str
+    vocals: str
+    instrumental: list[str]  # summed; empty: mixture - vocals
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", help="MUSDB18-HQ style folder (e.g. musdb18hq/test) or mixture/vocals/instrumental triples")
+    parser.add_argument("-m", "--model", required=True, help="model file (.vrj)")
+    parser.add_argument("--out", help="JSON results file (default: <model name>_<dataset name>_sdr.json here)")
+    parser.add_argument("--batch-size", type=int, help="crops per network call (default: 1 on CPU, 4 on GPU/TPU)")
+    parser.add_argument("--tta", action="store_true")
+    parser.add_argument("--postprocess", action="store_true")
+    parser.add_argument("--aggressiveness", type=float, default=0.0)
+    parser.add_argument("--device", help="cpu, gpu, gpu:1, tpu")
+    parser.add_argument("--max-tracks", type=int, help="evaluate only the first N tracks")
+    parser.add_argument("--frame-seconds", type=float, default=1.0, help="frame length for the median SDR (default 1)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from vocal_remover_jax.inference.model_file import ModelFileError
+
+    out = args.out or f"{_stem(args.model)}_{_stem(os.path.abspath(args.dataset))}_sdr.json"
+    try:
+        results = evaluate(args.model, args.dataset, out_json=out, batch_size=args.batch_size, tta=args.tta,
+                           postprocess=args.postprocess, aggressiveness=args.aggressiveness, device=args.device,
+                           max_tracks=args.max_tracks, frame_seconds=args.frame_seconds)
+    except (ModelFileError, ValueError) as e:
+        print(f"evaluate: {e}", file=sys.stderr)
+        return 2
+    print(format_table(results))
+    print(f"wrote {out}")
+    return 1 if results["failed"] else 0
+
+
+def evaluate(model_path: str, dataset_dir: str, *, out_json: str | None = None, batch_size: int | None = None,
+             tta: bool = False, postprocess: bool = False, aggressiveness: float = 0.0, device: str | None = None,
+             max_tracks: int | None = None, frame_seconds: float = 1.0, progress: bool = True) -> dict:
+    """Separates every track of `dataset_dir` and scores it; returns (and optionally writes) the results.
+
+    {"model", "dataset", "settings", "tracks": [{"name", "vocals": {"sdr_median", "sdr_whole"},
+    "instrumental": {...}}], "failed": [{"name", "error"}], "summary": {source: {"sdr_median", "sdr_whole"}}}
+    where a track's `sdr_median` is the median over frames and the summary's the median over tracks.
+    """
+    from tqdm import tqdm
+
+    from vocal_remover_jax.inference.metrics import track_sdr
+    from vocal_remover_jax.inference.separator import Separator
+
+    tracks = find_tracks(dataset_dir)[:max_tracks]
+    if not tracks:
+        raise ValueError(f"{dataset_dir}: no tracks found (expected <track>/mixture.wav with vocals.wav, "
+                         "or <name>_mixture/_vocals/_instrumental files)")
+    settings = dict(batch_size=batch_size, tta=tta, postprocess=postprocess, aggressiveness=aggressiveness,
+                    frame_seconds=frame_seconds)
+    separator = Separator.from_file(model_path, batch_size=batch_size, tta=tta, postprocess=postprocess,
+                                    aggressiveness=aggressiveness, device=device)
+    rows, failed = [], []
+    for track in tqdm(tracks, desc="tracks", unit="track", disable=not progress):
+        try:
+            mixture, references, rate = load_track(track)
+            inst, vocals = separator.separate(mixture, rate)
+            scores = track_sdr(references, np.stack([vocals, inst]), rate, frame_seconds)
+        except Exception as e:  # noqa: BLE001 - report and go on with the other tracks
+            failed.append({"name": track.name, "error": str(e)})
+            continue
+        rows.append({"name": track.name, "seconds": mixture.shape[-1] / rate,
+                     **{s: {"sdr_median": _num(scores["median"][i]), "sdr_whole": _num(scores["whole"][i])}
+                        for i, s in enumerate(SOURCES)}})
+    summary = {s: {k: _num(np.nanmedian([np.nan if r[s][k] is None else r[s][k] for r in rows])) if rows else None
+                   for k in ("sdr_median", "sdr_whole")} for s in SOURCES}
+    results = {"model": os.path.abspath(model_path), "dataset": os.path.abspath(dataset_dir), "settings": settings,
+               "tracks": rows, "failed": failed, "summary": summary}
+    if out_json:
+        write_json(out_json, results)
+    return results
+
+
+def find_tracks(root: str) -> list[Track]:
+    tracks = []
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        audio = {os.path.splitext(f)[0].lower(): os.path.join(folder, f) for f in sorted(files)
+                 if os.path.splitext(f)[1].lower() in AUDIO_EXTENSIONS}
+        if "mixture" in audio and "vocals" in audio:
+            inst = [audio[k] for k in _INSTRUMENTAL if k in audio][:1]
+            inst = inst or [p for k, p in sorted(audio.items()) if k not in _NOT_INSTRUMENTAL]
+            name = os.path.relpath(folder, root)
+            tracks.append(Track(name if name != "." else os.path.basename(os.path.abspath(root)),
+                                audio["mixture"], audio["vocals"], inst))
+            continue
+        for key, path in sorted(audio.items()):
+            if key.endswith("_mixture"):
+                base = key[: -len("_mixture")]
+                if f"{base}_vocals" in audio:
+                    inst = [audio[f"{base}_{k}"] for k in _INSTRUMENTAL if f"{base}_{k}" in audio][:1]
+                    tracks.append(Track(os.path.join(os.path.relpath(folder, root), base) if folder != root else base,
+                                        path, audio[f"{base}_vocals"], inst))
+    return tracks
+
+
+def load_track(track: Track) -> tuple[np.ndarray, np.ndarray, int]:
+    """Mixture `(2, n)`, references `(2 sources: vocals, instrumental; 2, n)` at the mixture's rate."""
+    from vocal_remover_jax.audio.io import load_audio
+
+    mixture, rate = load_audio(track.mixture)
+    vocals, _ = load_audio(track.vocals, sample_rate=rate)
+    stems = [load_audio(p, sample_rate=rate)[0] for p in track.instrumental]
+    n = min([mixture.shape[-1], vocals.shape[-1], *(s.shape[-1] for s in stems)])
+    mixture, vocals = mixture[:, :n], vocals[:, :n]
+    inst = np.sum([s[:, :n] for s in stems], axis=0) if stems else mixture - vocals
+    return mixture, np.stack([vocals, inst]), rate
+
+
+def format_table(results: dict) -> str:
+    width = max([len("track"), len("median of tracks"), *(len(r["name"]) for r in results["tracks"])])
+    cols = [(s, k) for s in SOURCES for k in ("sdr_median", "sdr_whole")]
+    fmt = lambda v: f"{v:>12.2f}" if v is not None else f"{'n/a':>12}"
+    line = lambda name, d: f"{name:<{width}}" + "".join(fmt(d[s][k]) for s, k in cols)
+    head = f"{'track':<{width}}" + "".join(f"{s[:5] + (' med' if k == 'sdr_median' else ' whole'):>12}" for s, k in cols)
+    lines = [head, "-" * len(head), *(line(r["name"], r) for r in results["tracks"])]
+    lines += ["-" * len(head), line("median of tracks", results["summary"])]
+    lines += [f"FAILED {f['name']}: {f['error']}" for f in results["failed"]]
+    lines.append("SDR in dB (bss_eval sources, fast_bss_eval): 'med' = median over 1-second frames, 'whole' = whole track")
+    return "\n".join(lines)
+
+
+def write_json(path: str, obj: dict) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+def _num(x) -> float | None:
+    return float(x) if x is not None and np.isfinite(x) else None
+
+
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(os.path.normpath(path)))[0]

@@ -1,0 +1,215 @@
+"""`separate`: split songs into instrumental and vocals with a model file.
+
+    vocal-remover-jax separate song.mp3 music/ 'live/*.flac' -o out/ --model model.vrj
+
+Each input gives `<name>_Instruments.<ext>` and `<name>_Vocals.<ext>` (folders keep their
+layout under the output directory). A file that fails is reported and the rest go on; the exit
+code is 1 if anything failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+
+import numpy as np
+
+AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".caf"}
+SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}
+STEMS = ("instruments", "vocals")
+
+NO_MODEL = """\
+separate needs a model: pass --model MODEL.vrj.
+
+No pretrained model ships with vocal-remover-jax yet. To make one:
+  1. train on real songs (mixture + instrumental pairs):  vocal-remover-jax train --config configs/... --workdir DIR
+  2. export the checkpoint:                                vocal-remover-jax export --workdir DIR --out model.vrj
+  or convert a reference PyTorch checkpoint:               vocal-remover-jax import-torch model.pth --config configs/model.py:seed --out model.vrj
+`vocal-remover-jax quickstart` trains a demo model on generated audio: it shows the pipeline works,
+but it has never heard a real voice and is of no use on real songs."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", help="audio files, folders (searched recursively) or glob patterns")
+    parser.add_argument("-o", "--output-dir", default=".", help="where outputs go (default: current directory)")
+    parser.add_argument("-m", "--model", help="model file (.vrj) from `export` or `import-torch`")
+    parser.add_argument("--stems", choices=("both", *STEMS), default="both", help="which outputs to write")
+    parser.add_argument("--instruments-suffix", default="_Instruments", help="name suffix of the instrumental")
+    parser.add_argument("--vocals-suffix", default="_Vocals", help="name suffix of the vocals")
+    parser.add_argument("--format", choices=("wav", "flac"), default="wav", help="output format (default wav)")
+    parser.add_argument("--bit-depth", choices=tuple(SUBTYPES), default="16", help="16, 24 or float (wav only)")
+    parser.add_argument("--batch-size", type=int, help="crops per network call (default: 1 on CPU, 4 on GPU/TPU)")
+    parser.add_argument("--overlap", type=float, default=None,
+                        help="crossfaded overlap between crops, as a fraction of a crop (default 0.125)")
+    parser.add_argument("--tta", action="store_true", help="second pass on crops shifted by half a stride, averaged")
+    parser.add_argument("--postprocess", action="store_true",
+                        help="push long instrumental-only passages to the pure mixture (reference's merge_artifacts)")
+    parser.add_argument("--aggressiveness", type=float, default=0.0,
+                        help="0-1: how hard vocal residue is removed from the instrumental (default 0, off; try 0.1-0.3)")
+    parser.add_argument("--output-image", action="store_true", help="also write spectrogram PNGs of the outputs")
+    parser.add_argument("--device", help="cpu, gpu, gpu:1, tpu (default: JAX's first device)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def main(args: argparse.Namespace) -> int:
+    if not args.model:
+        print(NO_MODEL, file=sys.stderr)
+        return 2
+    if args.format == "flac" and args.bit_depth == "float":
+        print("separate: FLAC stores integers only: use --bit-depth 16 or 24, or --format wav", file=sys.stderr)
+        return 2
+    jobs, missing = collect_inputs(args.inputs, args.output_dir)
+    for pattern in missing:
+        print(f"separate: {pattern}: no such file, folder or matching audio", file=sys.stderr)
+    if not jobs:
+        return 1
+
+    from tqdm import tqdm
+
+    from vocal_remover_jax.inference.model_file import ModelFileError
+    from vocal_remover_jax.inference.separator import DEFAULT_OVERLAP, Separator
+
+    try:
+        separator = Separator.from_file(
+            args.model, batch_size=args.batch_size, tta=args.tta, postprocess=args.postprocess,
+            overlap=DEFAULT_OVERLAP if args.overlap is None else args.overlap,
+            aggressiveness=args.aggressiveness, device=args.device)
+    except (ModelFileError, ValueError) as e:
+        print(f"separate: {e}", file=sys.stderr)
+        return 2
+
+    failed = len(missing)
+    overall = tqdm(jobs, desc="songs", unit="song", disable=args.quiet or len(jobs) == 1)
+    for source, out_dir in overall:
+        try:
+            written = separate_file(separator, source, out_dir, args)
+            overall.write(f"{source} -> {', '.join(written)}")
+        except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
+            failed += 1
+            overall.write(f"separate: {source}: {_reason(e, source)}")
+    if failed:
+        print(f"separate: {failed} of {len(jobs) + len(missing)} input(s) failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def separate_file(separator, source: str, out_dir: str, args: argparse.Namespace) -> list[str]:
+    """Separates one file; returns the paths written."""
+    from tqdm import tqdm
+
+    from vocal_remover_jax.audio.io import load_audio
+
+    name = os.path.splitext(os.path.basename(source))[0]
+    stems = STEMS if args.stems == "both" else (args.stems,)
+    suffix = {"instruments": args.instruments_suffix, "vocals": args.vocals_suffix}
+    outputs = {s: os.path.join(out_dir, f"{name}{suffix[s]}.{args.format}") for s in stems}
+    for path in outputs.values():
+        if os.path.abspath(path) == os.path.abspath(source):
+            raise ValueError(f"output {path} would overwrite the input")
+        if os.path.exists(path) and not args.overwrite:
+            raise FileExistsError(f"{path} exists (pass --overwrite to replace it)")
+    wave, rate = load_audio(source)
+    os.makedirs(out_dir, exist_ok=True)
+    images = [] if args.output_image else None
+    with tqdm(desc=name[:30], unit="batch", leave=False, disable=args.quiet) as bar:
+        def progress(done, total):
+            bar.total = total
+            bar.update(done - bar.n)
+
+        writers = {}
+        try:
+            for s in stems:
+                writers[s] = AtomicAudioWriter(outputs[s], rate, SUBTYPES[args.bit_depth])
+            if rate == separator.sample_rate:
+                blocks = separator.stream(wave, progress=progress, images=images)
+            else:
+                blocks = iter([separator.separate(wave, rate, progress=progress, images=images)])
+            for inst, vocals in blocks:
+                for stem, data in zip(STEMS, (inst, vocals)):
+                    if stem in writers:
+                        writers[stem].write(data)
+            for w in writers.values():
+                w.commit()
+        finally:
+            for w in writers.values():
+                w.discard()
+    if images is not None:
+        write_images(images, outputs, out_dir, name, suffix)
+    return list(outputs.values())
+
+
+def write_images(images: list, outputs: dict, out_dir: str, name: str, suffix: dict) -> None:
+    from vocal_remover_jax.inference.images import spectrogram_image, write_png
+
+    stacked = np.concatenate(images, axis=2)  # (2 stems, 2 channels, frames, bins)
+    for i, stem in enumerate(STEMS):
+        if stem in outputs:
+            write_png(os.path.join(out_dir, f"{name}{suffix[stem]}.png"), spectrogram_image(stacked[i]))
+
+
+class AtomicAudioWriter:
+    """Streams blocks to a temporary file beside `path`, renamed onto it by `commit`."""
+
+    def __init__(self, path: str, rate: int, subtype: str):
+        import soundfile as sf
+
+        self.path = path
+        self.clip = subtype != "FLOAT"
+        fmt = os.path.splitext(path)[1][1:].upper()
+        fd, self.tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1],
+                                        dir=os.path.dirname(os.path.abspath(path)))
+        os.close(fd)
+        self.file = sf.SoundFile(self.tmp, "w", samplerate=rate, channels=2, subtype=subtype, format=fmt)
+
+    def write(self, block: np.ndarray) -> None:
+        data = np.clip(block, -1.0, 1.0) if self.clip else block
+        self.file.write(np.ascontiguousarray(data.T))
+
+    def commit(self) -> None:
+        self.file.close()
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        if not self.file.closed:
+            self.file.close()
+        if os.path.exists(self.tmp):
+            os.remove(self.tmp)
+
+
+def collect_inputs(patterns: list[str], output_dir: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """(input file, its output folder) for files, folders (recursive, layout kept) and globs."""
+    jobs, missing = [], []
+    for pattern in patterns:
+        if os.path.isdir(pattern):
+            found = [(p, os.path.join(output_dir, os.path.relpath(os.path.dirname(p), pattern)))
+                     for p in _walk_audio(pattern)]
+        elif os.path.isfile(pattern):
+            found = [(pattern, output_dir)]
+        else:
+            found = [(p, output_dir) for p in sorted(glob.glob(pattern, recursive=True))
+                     if os.path.isfile(p) and _is_audio(p)]
+        if not found:
+            missing.append(pattern)
+        jobs += [(p, os.path.normpath(d)) for p, d in found]
+    return list(dict.fromkeys(jobs)), missing
+
+
+def _walk_audio(folder: str) -> Iterator[str]:
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for f in sorted(files):
+            if _is_audio(f) and not f.startswith("."):
+                yield os.path.join(root, f)
+
+
+def _is_audio(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in AUDIO_EXTENSIONS
+
+
+def _reason(e: Exception, source: str) -> str:
+    text = str(e).removeprefix(f"{source}: ")
+    return text if isinstance(e, (ValueError, OSError)) else f"{type(e).__name__}: {text}"
