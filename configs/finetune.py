@@ -1,0 +1,12 @@
+"""Finetuning for vocal removal (the reference's train.py): L1(mixture * mask, instrumental),
+starting from a pretrained workdir or model file.
+
+    vocal-remover-jax train --config configs/finetune.py:tiny --workdir runs/finetune \
+        --config.data.records=records/ --config.init_from=runs/pretrain
+"""
+
+from vocal_remover_jax.train.config_defaults import training_config
+
+
+def get_config(arg: str = "tiny"):
+    return training_config("finetune", arg)

@@ -1,0 +1,81 @@
+"""Reading and writing audio files as `(2, samples)` float32 arrays.
+
+Every consumer (prepare, separate, evaluate) wants stereo at a known rate, so the
+conversion happens once, here: mono is duplicated, extra channels dropped, and the
+rate resampled with librosa when asked.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+
+import librosa
+import numpy as np
+import soundfile as sf
+
+
+class AudioReadError(ValueError):
+    """A file could not be used as audio; the message names the file and the reason."""
+
+
+def load_audio(path: str, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
+    """Returns `(wave, rate)`: float32 `(2, samples)`, at `sample_rate` when given."""
+    if not os.path.exists(path):
+        raise AudioReadError(f"{path}: file not found")
+    if os.path.isdir(path):
+        raise AudioReadError(f"{path}: is a directory, not an audio file")
+    if os.path.getsize(path) == 0:
+        raise AudioReadError(f"{path}: file is empty (0 bytes)")
+    try:
+        data, rate = sf.read(path, dtype="float32", always_2d=True)  # (samples, channels)
+        wave = data.T
+    except (sf.LibsndfileError, RuntimeError, TypeError) as sf_error:
+        # Formats libsndfile lacks (m4a, some mp3) go through librosa's audioread fallback.
+        try:
+            with warnings.catch_warnings():  # librosa's audioread deprecation notice
+                warnings.simplefilter("ignore")
+                wave, rate = librosa.load(path, sr=None, mono=False, dtype=np.float32)
+        except Exception as error:  # audioread raises many unrelated types
+            raise AudioReadError(f"{path}: not a readable audio file ({sf_error}; {error})") from error
+        wave = np.atleast_2d(wave)
+    if wave.shape[-1] == 0 or wave.shape[0] == 0:
+        raise AudioReadError(f"{path}: contains no samples")
+    if not np.all(np.isfinite(wave)):
+        raise AudioReadError(f"{path}: contains NaN or infinite samples")
+    wave = np.concatenate([wave, wave]) if wave.shape[0] == 1 else wave[:2]
+    if sample_rate is not None and int(rate) != int(sample_rate):
+        wave = librosa.resample(wave, orig_sr=int(rate), target_sr=int(sample_rate), axis=-1)
+        rate = sample_rate
+    return np.ascontiguousarray(wave, dtype=np.float32), int(rate)
+
+
+def write_audio(path: str, wave: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> None:
+    """Writes `(channels, samples)` audio atomically; the format follows the extension.
+
+    A subtype the format cannot hold (PCM_16 in Ogg) falls back to the format's default.
+    Integer subtypes get the wave clipped to [-1, 1] so loud peaks saturate, not wrap.
+    """
+    ext = os.path.splitext(path)[1].lstrip(".").upper()
+    fmt = {"OGA": "OGG", "AIF": "AIFF"}.get(ext, ext)
+    if fmt not in sf.available_formats():
+        raise ValueError(f"{path}: unsupported audio extension {ext!r} (try wav, flac or ogg)")
+    if not sf.check_format(fmt, subtype):
+        subtype = sf.default_subtype(fmt)
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.ndim == 1:
+        wave = wave[None]
+    if subtype.startswith("PCM") or subtype in ("ALAW", "ULAW", "VORBIS", "OPUS"):
+        wave = np.clip(wave, -1.0, 1.0)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=directory)
+    os.close(fd)
+    try:
+        sf.write(tmp, wave.T, int(sample_rate), subtype=subtype, format=fmt)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

@@ -1,0 +1,1 @@
+"""Records, manifests, synthetic audio and the tf.data pipelines (training side only)."""

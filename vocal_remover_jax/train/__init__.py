@@ -1,0 +1,1 @@
+"""Sharded training: BERT-style and GAN pretraining, and finetuning for vocal removal."""

@@ -1,0 +1,94 @@
+"""Orbax checkpoints of the whole training state, restorable onto any mesh.
+
+Layout: `WORKDIR/checkpoints/<step>/{state,meta}` (latest K, async) and
+`WORKDIR/best/<step>/...` (best validation so far), plus `WORKDIR/config.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+
+CONFIG_FILE = "config.json"
+
+
+def make_manager(directory: str, *, keep: int, every: int, asynchronous: bool = True) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=every,
+                                           enable_async_checkpointing=asynchronous, create=True)
+    return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+
+
+def save(manager: ocp.CheckpointManager, step: int, state: Any, meta: dict, force: bool = False) -> bool:
+    """`meta` carries the data position (examples consumed per host) for an exact resume."""
+    if manager.latest_step() == step:
+        return False
+    return manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+                        force=force)
+
+
+def restore(manager: ocp.CheckpointManager, abstract_state: Any, step: int | None = None) -> tuple[Any, dict, int]:
+    """Restores into `abstract_state` (ShapeDtypeStructs carrying the current mesh's shardings),
+    whatever mesh wrote it."""
+    step = manager.latest_step() if step is None else step
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
+                                                             meta=ocp.args.JsonRestore()))
+    return restored["state"], restored["meta"], step
+
+
+def make_best_manager(directory: str, metric: str, mode: str) -> ocp.CheckpointManager:
+    """Keeps only the generator parameters of the step with the best validation `metric`."""
+    options = ocp.CheckpointManagerOptions(max_to_keep=1, best_fn=lambda m: m[metric], best_mode=mode,
+                                           keep_checkpoints_without_metrics=False, create=True)
+    return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+
+
+def save_best(manager: ocp.CheckpointManager, step: int, params: Any, results: dict) -> None:
+    if results:
+        manager.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave(params)), metrics=results)
+
+
+def with_shardings(abstract: Any, shardings: Any) -> Any:
+    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
+
+
+def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+    path = os.path.join(workdir, CONFIG_FILE)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(config.to_json_best_effort(indent=2))
+    os.replace(tmp, path)
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found: not a training workdir")
+    with open(path) as f:
+        return ml_collections.ConfigDict(json.load(f))
+
+
+def restore_params(workdir: str, step: int | None = None) -> tuple[dict, ml_collections.ConfigDict]:
+    """The generator's parameters of a workdir's checkpoint (latest, or `step`), on the host,
+    without the optimizer or the critic; and the run's config."""
+    config = load_config(workdir)
+    directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    steps = ocp.utils.checkpoint_steps(directory) if os.path.isdir(directory) else []
+    if not steps:
+        raise FileNotFoundError(f"{directory}: no checkpoints")
+    step = max(steps) if step is None else step
+    if step not in steps:
+        raise ValueError(f"no checkpoint for step {step} in {directory} (have {sorted(steps)})")
+    path = os.path.join(directory, str(step), "state")
+    cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+    with ocp.PyTreeCheckpointer() as checkpointer:
+        tree = checkpointer.metadata(path).item_metadata.tree
+        target = {"params": jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=cpu), tree["params"])}
+        restored = checkpointer.restore(path, args=ocp.args.PyTreeRestore(
+            item=target, restore_args=jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=cpu), target),
+            partial_restore=True))
+    return restored["params"], config

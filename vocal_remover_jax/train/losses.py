@@ -1,0 +1,35 @@
+"""Losses of the three training modes, as pure functions of model outputs."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def masked_l1(x: jax.Array, mask: jax.Array, target: jax.Array) -> jax.Array:
+    """L1 between the masked input and the target (the reference's `L1Loss(src * mask, tgt)`)."""
+    return jnp.mean(jnp.abs(x * mask - target))
+
+
+def is_next_loss(log_probs: jax.Array, labels: jax.Array, reference_double_log_softmax: bool = False) -> jax.Array:
+    """Negative log-likelihood of the is_next head's (averaged) log-probabilities.
+
+    The reference feeds those log-probabilities to CrossEntropyLoss, which applies log-softmax a
+    second time; `reference_double_log_softmax=True` reproduces that."""
+    if reference_double_log_softmax:
+        log_probs = jax.nn.log_softmax(log_probs, axis=-1)
+    return -jnp.mean(jnp.take_along_axis(log_probs, labels[:, None].astype(jnp.int32), axis=-1))
+
+
+def bce_with_logits(logits: jax.Array, target: float) -> jax.Array:
+    return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, jnp.full_like(logits, target)))
+
+
+def magnitude_sdr(x: jax.Array, mask: jax.Array, target: jax.Array) -> jax.Array:
+    """Per-example SDR (dB) of the masked magnitude against the target magnitude: a cheap
+    validation proxy for the waveform SDR that `evaluate` measures."""
+    axes = tuple(range(1, target.ndim))
+    signal = jnp.sum(jnp.square(target), axis=axes)
+    noise = jnp.sum(jnp.square(x * mask - target), axis=axes)
+    return 10.0 * jnp.log10((signal + 1e-8) / (noise + 1e-8))
