@@ -14,15 +14,9 @@ _SCHEDULES = {
 }
 
 
-def _data_config(kind: str) -> ml_collections.ConfigDict:
-    try:
-        from vocal_remover_jax.data.pipelines import default_data_config
-    except ImportError:  # runs on the built-in "random" source need no pipeline
-        return ml_collections.ConfigDict()
-    return default_data_config(kind)
-
-
 def training_config(mode: str, size: str) -> ml_collections.ConfigDict:
+    from vocal_remover_jax.data.pipelines import default_data_config
+
     size = size or "tiny"
     batch, total, warmup, log_every, ckpt_every = _SCHEDULES[size if size in _SCHEDULES else "tiny"]
     c = ml_collections.ConfigDict()
@@ -30,10 +24,11 @@ def training_config(mode: str, size: str) -> ml_collections.ConfigDict:
     c.seed = 0
     c.audio = presets.audio_config(size)
     c.model = presets.model_config(size, c.audio)
-    c.data = _data_config("finetune" if mode == "finetune" else "pretrain")
+    c.data = default_data_config("finetune" if mode == "finetune" else "pretrain")
+    c.data.cropsize = c.model.cropsize
+    c.model.cropsize = c.data.get_ref("cropsize")  # one value: the pipeline crops what the model sees
     c.data.source = "records"  # "records" (from `prepare`) or "random" (no files: tests, benchmarks)
     c.data.records = ""  # folder written by `vocal-remover-jax prepare`
-    c.data.source = "records"  # or "random": built-in generated batches (tests, benchmarks)
     c.batch_size = batch  # global, per optimizer step
     c.grad_accum_steps = 1
     c.total_steps = total

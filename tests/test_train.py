@@ -1,0 +1,115 @@
+"""The trainer: learning, sharding equivalence, multi-process, preemption and resume.
+
+Jobs run in subprocesses so each has its own simulated device count. The model is the tiny
+preset cut to two levels and 32 frames; data is the trainer's random source (a pure function
+of seed and example index), so these tests need no files.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from vocal_remover_jax.train.metrics import read_metrics
+
+RUNNER = os.path.join(os.path.dirname(__file__), "train_run.py")
+BASE = ["--config.data.source=random", "--config.model.depth=1", "--config.model.cropsize=16",
+        "--config.audio.n_fft=64", "--config.model.feedforward_dim=32",
+        "--config.model.dropout=0.0", "--config.batch_size=8", "--config.log_every_steps=1",
+        "--config.checkpoint.asynchronous=False", "--config.optimizer.warmup_steps=2"]
+
+
+def run(workdir, mode="pretrain", *overrides, devices=1, env=None, wait=True):
+    env = dict(os.environ, **(env or {}))
+    # Unoptimised XLA code: these jobs are tiny, and compiling dominates their run time.
+    env["XLA_FLAGS"] = (f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0 "
+                        "--xla_llvm_disable_expensive_passes=true")
+    args = [sys.executable, RUNNER, str(workdir), mode, *BASE, *overrides]
+    if not wait:
+        return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def losses(workdir, key="loss"):
+    return [m[key] for m in read_metrics(workdir) if key in m]
+
+
+def params(workdir):
+    with np.load(os.path.join(workdir, "params.npz")) as data:
+        return {k: data[k] for k in data.files}
+
+
+def max_param_diff(a, b):
+    assert a.keys() == b.keys()
+    return max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
+
+
+@pytest.mark.parametrize("mode", ["pretrain", "pretrain_gan", "finetune"])
+def test_loss_falls(tmp_path, mode):
+    run(tmp_path, mode, "--config.total_steps=30", "--config.optimizer.learning_rate=1e-3",
+        "--config.checkpoint.every_steps=30", "--config.eval_every_steps=0")
+    history = losses(tmp_path, "l1")
+    assert len(history) == 30
+    assert np.mean(history[-5:]) < 0.95 * np.mean(history[:5]), history
+
+
+def test_data_parallel_and_fsdp_match_one_device(tmp_path):
+    steps = ["--config.total_steps=5", "--config.checkpoint.every_steps=5"]
+    run(tmp_path / "one", "pretrain", *steps, devices=1)
+    run(tmp_path / "dp", "pretrain", *steps, "--config.mesh.data=8", "--config.mesh.fsdp=1", devices=8)
+    run(tmp_path / "fsdp", "pretrain", *steps, "--config.mesh.data=1", "--config.mesh.fsdp=8", devices=8)
+    reference = np.array(losses(tmp_path / "one"))
+    for name in ("dp", "fsdp"):
+        np.testing.assert_allclose(np.array(losses(tmp_path / name)), reference, rtol=1e-5, err_msg=name)
+    assert max_param_diff(params(tmp_path / "fsdp"), params(tmp_path / "one")) < 1e-5
+
+    # The 8-device checkpoint restores on one device (and trains on from it).
+    run(tmp_path / "fsdp", "pretrain", "--config.total_steps=6", "--config.checkpoint.every_steps=5", devices=1)
+    assert [m["step"] for m in read_metrics(tmp_path / "fsdp") if "loss" in m][-1] == 6
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_match_one_process(tmp_path):
+    steps = ["--config.total_steps=4", "--config.checkpoint.every_steps=4"]
+    run(tmp_path / "single", "pretrain", *steps, devices=4)
+    port = _free_port()
+    procs = [run(tmp_path / "multi", "pretrain", *steps, "--config.distributed.enabled=True",
+                 f"--config.distributed.coordinator_address=127.0.0.1:{port}", "--config.distributed.num_processes=2",
+                 f"--config.distributed.process_id={pid}", "--config.distributed.cpu_collectives=gloo",
+                 devices=2, wait=False) for pid in range(2)]
+    for p in procs:
+        out, _ = p.communicate(timeout=600)
+        assert p.returncode == 0, out[-3000:]
+    np.testing.assert_allclose(losses(tmp_path / "multi"), losses(tmp_path / "single"), rtol=1e-5)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_interrupted_run_resumes_to_the_same_parameters(tmp_path, sig):
+    steps = ["--config.total_steps=12", "--config.checkpoint.every_steps=3", "--config.model.dropout=0.1"]
+    run(tmp_path / "straight", "finetune", *steps)
+    target = np.random.default_rng(int(sig)).integers(4, 10)  # kill after this step is logged
+    proc = run(tmp_path / "killed", "finetune", *steps, wait=False)
+    metrics_file = tmp_path / "killed" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if metrics_file.exists() and sum(1 for _ in open(metrics_file)) >= target:
+            break
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    proc.communicate(timeout=300)
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 0  # a clean exit after saving
+    run(tmp_path / "killed", "finetune", *steps)
+    assert max_param_diff(params(tmp_path / "killed"), params(tmp_path / "straight")) <= 1e-6

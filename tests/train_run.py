@@ -1,0 +1,32 @@
+"""Runs one short training job in a fresh process (its own device count, its own signals).
+
+    python tests/train_run.py WORKDIR MODE [--config.key=value ...]
+Writes WORKDIR/params.npz with the final generator parameters (flattened) when it finishes.
+"""
+
+import os
+import sys
+
+import numpy as np
+
+if __name__ == "__main__":
+    workdir, mode, *overrides = sys.argv[1:]
+    from vocal_remover_jax.cli import split_config_overrides
+    from vocal_remover_jax.compilation_cache import enable_compilation_cache
+
+    enable_compilation_cache()
+    from flax import traverse_util
+
+    from vocal_remover_jax.config import load_config
+    from vocal_remover_jax.train.checkpoint import restore_params
+    from vocal_remover_jax.train.trainer import train_and_evaluate
+
+    config = load_config(os.path.join(os.path.dirname(__file__), "..", "configs", f"{mode}.py:tiny"),
+                         split_config_overrides(overrides)[0])
+    train_and_evaluate(config, workdir)
+    import jax
+
+    if jax.process_index() == 0:
+        params, _ = restore_params(workdir)
+        flat = {"/".join(k): np.asarray(v) for k, v in traverse_util.flatten_dict(params).items()}
+        np.savez(os.path.join(workdir, "params.npz"), **flat)
