@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"vocal-remover-jax: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    _quiet_libraries()
     from vocal_remover_jax.compilation_cache import enable_compilation_cache
 
     enable_compilation_cache()
@@ -57,6 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     if stray:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     return int(module.main(args) or 0)
+
+
+def _quiet_libraries() -> None:
+    """Orbax's per-save INFO lines and TensorFlow's start-up banner drown the progress output."""
+    import logging
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("absl").setLevel(logging.WARNING)
 
 
 def split_config_overrides(tokens: list[str]) -> tuple[list[str], list[str]]:

@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", default="quickstart", help="where everything goes (default: ./quickstart)")
     parser.add_argument("--tracks", type=int, default=12, help="generated training songs (default 12)")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each generated song (default 20)")
-    parser.add_argument("--pretrain-steps", type=int, default=150, help="BERT-style pretraining steps (default 150)")
+    parser.add_argument("--pretrain-steps", type=int, default=100, help="BERT-style pretraining steps (default 100)")
     parser.add_argument("--finetune-steps", type=int, default=400, help="vocal-removal finetuning steps (default 400)")
     parser.add_argument("--seed", type=int, default=0)
 
@@ -43,7 +43,7 @@ class Stages:
         print(f"== {name}: {self.times[name]:.1f} s", flush=True)
 
 
-def run_quickstart(workdir: str, *, tracks: int = 12, seconds: float = 20.0, pretrain_steps: int = 150,
+def run_quickstart(workdir: str, *, tracks: int = 12, seconds: float = 20.0, pretrain_steps: int = 100,
                    finetune_steps: int = 400, seed: int = 0) -> dict:
     """Runs every stage into `workdir`; returns the SDR summary (also written to `summary.json`)."""
     from vocal_remover_jax import cli, presets
@@ -61,7 +61,7 @@ def run_quickstart(workdir: str, *, tracks: int = 12, seconds: float = 20.0, pre
     with stage("generate audio"):
         write_synthetic_dataset(paths["audio"], n_tracks=tracks, seconds=seconds, sample_rate=audio.sample_rate,
                                 seed=seed)
-        heldout = write_synthetic_dataset(paths["heldout"], n_tracks=2, seconds=seconds,
+        heldout = write_synthetic_dataset(paths["heldout"], n_tracks=2, seconds=min(seconds, 12.0),
                                           sample_rate=audio.sample_rate, seed=seed + 1)
     with stage("prepare records"):
         prepare_records(paths["records"], instrumental=[os.path.join(paths["audio"], "instrumental")],
