@@ -95,10 +95,19 @@ def test_two_processes_match_one_process(tmp_path):
     np.testing.assert_allclose(losses(tmp_path / "multi"), losses(tmp_path / "single"), rtol=1e-5)
 
 
+RESUME_STEPS = ["--config.total_steps=12", "--config.checkpoint.every_steps=3", "--config.model.dropout=0.1"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("straight")
+    run(workdir, "finetune", *RESUME_STEPS)
+    return params(workdir)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
-def test_interrupted_run_resumes_to_the_same_parameters(tmp_path, sig):
-    steps = ["--config.total_steps=12", "--config.checkpoint.every_steps=3", "--config.model.dropout=0.1"]
-    run(tmp_path / "straight", "finetune", *steps)
+def test_interrupted_run_resumes_to_the_same_parameters(tmp_path, sig, uninterrupted):
+    steps = RESUME_STEPS
     target = np.random.default_rng(int(sig)).integers(4, 10)  # kill after this step is logged
     proc = run(tmp_path / "killed", "finetune", *steps, wait=False)
     metrics_file = tmp_path / "killed" / "metrics.jsonl"
@@ -112,4 +121,4 @@ def test_interrupted_run_resumes_to_the_same_parameters(tmp_path, sig):
     if sig == signal.SIGTERM:
         assert proc.returncode == 0  # a clean exit after saving
     run(tmp_path / "killed", "finetune", *steps)
-    assert max_param_diff(params(tmp_path / "killed"), params(tmp_path / "straight")) <= 1e-6
+    assert max_param_diff(params(tmp_path / "killed"), uninterrupted) <= 1e-6

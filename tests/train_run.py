@@ -26,7 +26,7 @@ if __name__ == "__main__":
     train_and_evaluate(config, workdir)
     import jax
 
-    if jax.process_index() == 0:
+    if jax.process_count() == 1:  # (restoring on one host of several would wait for the others)
         params, _ = restore_params(workdir)
         flat = {"/".join(k): np.asarray(v) for k, v in traverse_util.flatten_dict(params).items()}
         np.savez(os.path.join(workdir, "params.npz"), **flat)
