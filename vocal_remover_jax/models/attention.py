@@ -63,6 +63,7 @@ class MultibandFrameAttention(nn.Module):
         keys = jnp.concatenate([k, q], axis=-1)
         scores = jnp.matmul(queries, keys.swapaxes(-1, -2), preferred_element_type=acc)
         weights = jax.nn.softmax(scores / jnp.sqrt(jnp.asarray(bins, acc)), axis=-1)
+        self.sow("intermediates", "attention_weights", weights)
         out = jnp.matmul(weights.astype(self.dtype), v)
         out = out.transpose(0, 2, 1, 3).reshape(batch, frames, bins)
         return proj("o_proj", ("qkv", "embed"))(out)
