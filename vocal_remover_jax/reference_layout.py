@@ -3,7 +3,8 @@
 
 The mapping runs from our parameter tree to the reference keys, so every parameter we need is
 named, any reference key we do not use is an error, and the only keys skipped are the ones the
-reference itself never reads (listed in `REFERENCE_UNUSED`).
+reference itself never reads: FrameConv.weight (a per-tap vector beside FrameConv.conv.weight)
+and MultibandFrameAttention's k_conv/v_conv weights (k and v go through q_conv).
 """
 
 from __future__ import annotations
@@ -19,12 +20,6 @@ import numpy as np
 from flax import traverse_util
 
 from vocal_remover_jax import models
-
-# Parameters the reference creates but never uses in its forward pass.
-REFERENCE_UNUSED = (
-    "FrameConv.weight (a per-tap vector next to FrameConv.conv.weight)",
-    "MultibandFrameAttention.k_conv.weight and .v_conv.weight (k and v go through q_conv)",
-)
 
 KINDS = ("attention", "encoder", "decoder", "unet", "plain", "conv_discriminator", "transformer_discriminator")
 
