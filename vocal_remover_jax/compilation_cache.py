@@ -19,6 +19,7 @@ def enable_compilation_cache(path: str | None = None) -> str | None:
 
     path = os.environ.get("JAX_COMPILATION_CACHE_DIR", path or DEFAULT_DIR)
     if not path or path.lower() == "off":
+        jax.config.update("jax_compilation_cache_dir", None)  # JAX itself would take "off" for a folder
         return None
     try:
         os.makedirs(path, exist_ok=True)

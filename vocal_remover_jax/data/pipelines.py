@@ -153,7 +153,7 @@ def _beta(seed, purpose, index, alpha):
 
 
 def pretrain_example(cfg, seed, index, main, partner, mix=None):
-    F, nc, ts = cfg.cropsize, cfg.next_chunk, cfg.token_size
+    F, nc, ts = cfg.cropsize, cfg.next_chunk, max(int(cfg.token_size), 1)  # crops under 32 frames: 1-frame tokens
     u = _u(seed, "crop", index, [4])
     x = tf.abs(_crop(main, F, u[:2])) / main["coef"]
     x = tf.clip_by_value(_swap(x, _u(seed, "swap", index) < cfg.swap_rate), 0.0, 1.0)

@@ -43,11 +43,15 @@ def train_batches(config: ml_collections.ConfigDict, local_batch: int, start_exa
     """`start_example` counts this host's examples already consumed (the checkpointed position)."""
     if config.data.get("source") == "random":
         return _random_batches(config, local_batch, start_example, process_index, process_count)
+    if not config.data.records:
+        raise ValueError("config.data.records is empty: pass --config.data.records=DIR (written by "
+                         "`vocal-remover-jax prepare`), or --config.data.source=random for a run without data")
     from vocal_remover_jax.data import pipelines  # TensorFlow: only for record-backed runs
 
     make = pipelines.finetune_dataset if config.mode == "finetune" else pipelines.pretrain_dataset
     ds = make(config.data.records, config.data, batch_size=local_batch, seed=config.seed,
-              start_example=start_example, process_index=process_index, process_count=process_count)
+              start_example=start_example, process_index=process_index, process_count=process_count,
+              audio=config.audio)
     return iter(ds)
 
 
@@ -61,6 +65,6 @@ def eval_batches(config: ml_collections.ConfigDict, local_batch: int, process_in
         from vocal_remover_jax.data import pipelines
 
         ds = pipelines.eval_dataset(config.data.records, config.data, batch_size=local_batch,
-                                    process_index=process_index, process_count=process_count)
+                                    process_index=process_index, process_count=process_count, audio=config.audio)
         batches = iter(ds) if not config.eval_batches else (b for _, b in zip(range(config.eval_batches), ds))
     return batches

@@ -11,6 +11,7 @@ import ml_collections
 import optax
 
 from vocal_remover_jax.train import losses
+from vocal_remover_jax.train.optim import learning_rate_schedule
 from vocal_remover_jax.train.state import TrainState
 
 MODES = ("pretrain", "gan", "finetune")
@@ -24,14 +25,25 @@ def inputs_and_targets(batch: dict, mode: str) -> tuple[jax.Array, jax.Array]:
 
 def make_train_step(config: ml_collections.ConfigDict, model: nn.Module, tx: optax.GradientTransformation,
                     disc: nn.Module | None = None, disc_tx: optax.GradientTransformation | None = None) -> Callable:
-    """(state, batch) -> (state, metrics). Dropout keys derive from the step, so a resumed run
-    draws the same masks as an uninterrupted one. A non-finite loss skips the update."""
+    """(state, batch) -> (state, metrics).
+
+    Dropout keys derive from the step, so a resumed run draws the same masks as an
+    uninterrupted one. A non-finite loss leaves the state as it was (the trainer stops on the
+    `finite` metric). In GAN mode the critic steps first and the generator's adversarial loss
+    is judged by the updated critic, as in the reference's train-gan.py.
+    """
     mode, accum = config.mode, config.grad_accum_steps
     loss_cfg = config.loss
+    schedule = learning_rate_schedule(config.optimizer, config.total_steps)
 
-    def generator_loss(params, disc_params, batch, rng):
+    def forward(params, batch, rng):
+        x, _ = inputs_and_targets(batch, mode)
+        return model.apply({"params": params}, x, deterministic=False, rngs={"dropout": rng})
+
+    def generator_loss(outputs, disc_params, batch, rng):
+        """The generator's loss as a function of its outputs (mask, is_next log-probabilities)."""
+        mask, is_next = outputs
         x, y = inputs_and_targets(batch, mode)
-        mask, is_next = model.apply({"params": params}, x, deterministic=False, rngs={"dropout": rng})
         l1 = losses.masked_l1(x, mask, y)
         metrics = {"l1": l1}
         loss = l1
@@ -46,51 +58,75 @@ def make_train_step(config: ml_collections.ConfigDict, model: nn.Module, tx: opt
             metrics["adversarial"] = adversarial
             loss = adversarial + loss_cfg.gan_l1_weight * l1 + loss_cfg.is_next_weight * nxt
         metrics["loss"] = loss
-        return loss, (metrics, mask)
+        return loss, metrics
 
-    def critic_loss(disc_params, batch, mask, rng):
-        x, y = inputs_and_targets(batch, mode)
-        real = disc.apply({"params": disc_params}, x, y, deterministic=False, rngs={"dropout": rng})
-        fake = disc.apply({"params": disc_params}, x, x * jax.lax.stop_gradient(mask), deterministic=False,
-                          rngs={"dropout": jax.random.fold_in(rng, 1)})
-        return (losses.bce_with_logits(real, 1.0) + losses.bce_with_logits(fake, 0.0)) / 2
+    def generator_grads(params, disc_params, batch, rng):
+        loss_fn = lambda p: generator_loss(forward(p, batch, rng), disc_params, batch, rng)
+        (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        return grads, metrics
 
-    def micro_grads(state, batch, rng):
-        grad_fn = jax.value_and_grad(generator_loss, has_aux=True)
-        (_, (metrics, mask)), grads = grad_fn(state.params, state.disc_params, batch, rng)
-        out = {"params": grads}
-        if mode == "gan":
-            d_loss, d_grads = jax.value_and_grad(critic_loss)(state.disc_params, batch, mask, jax.random.fold_in(rng, 2))
-            metrics["critic"] = d_loss
-            out["disc"] = d_grads
-        return out, metrics
+    def critic_grads(disc_params, batch, mask, rng):
+        def loss_fn(d):
+            x, y = inputs_and_targets(batch, mode)
+            real = disc.apply({"params": d}, x, y, deterministic=False, rngs={"dropout": rng})
+            fake = disc.apply({"params": d}, x, x * mask, deterministic=False,
+                              rngs={"dropout": jax.random.fold_in(rng, 1)})
+            return (losses.bce_with_logits(real, 1.0) + losses.bce_with_logits(fake, 0.0)) / 2
+
+        loss, grads = jax.value_and_grad(loss_fn)(disc_params)
+        return grads, {"critic": loss}
+
+    def mean_over_microbatches(fn, batch, rng):
+        """fn(batch, rng) -> pytree, averaged over `accum` sequential micro-batches (bounded memory)."""
+        if accum == 1:
+            return fn(batch, rng)
+        micro = jax.tree.map(lambda a: a.reshape(accum, a.shape[0] // accum, *a.shape[1:]), batch)
+
+        def body(carry, xs):
+            i, mb = xs
+            return jax.tree.map(jnp.add, carry, fn(mb, jax.random.fold_in(rng, i))), None
+
+        zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(fn, jax.tree.map(lambda a: a[0], micro), rng))
+        total, _ = jax.lax.scan(body, zeros, (jnp.arange(accum), micro))
+        return jax.tree.map(lambda a: a / accum, total)
+
+    def critic_first(state, batch, rng):
+        """Critic update on (real, detached fake), then generator gradients against the new critic."""
+        critic_rng = lambda r: jax.random.fold_in(r, 2)
+        if accum == 1:
+            # One generator forward serves both updates: its pullback is applied after the critic steps.
+            outputs, pullback = jax.vjp(lambda p: forward(p, batch, rng), state.params)
+            d_grads, d_metrics = critic_grads(state.disc_params, batch, jax.lax.stop_gradient(outputs[0]),
+                                              critic_rng(rng))
+        else:
+            # Keeping every micro-batch's activations would defeat accumulation: the generator's
+            # forward runs again in the second pass (same dropout keys, so the same masks).
+            d_grads, d_metrics = mean_over_microbatches(
+                lambda b, r: critic_grads(state.disc_params, b, forward(state.params, b, r)[0], critic_rng(r)),
+                batch, rng)
+        d_updates, disc_opt_state = disc_tx.update(d_grads, state.disc_opt_state, state.disc_params)
+        disc_params = optax.apply_updates(state.disc_params, d_updates)
+        if accum == 1:
+            (_, metrics), out_grads = jax.value_and_grad(generator_loss, has_aux=True)(outputs, disc_params, batch, rng)
+            (grads,) = pullback(out_grads)
+        else:
+            grads, metrics = mean_over_microbatches(lambda b, r: generator_grads(state.params, disc_params, b, r),
+                                                    batch, rng)
+        return grads, dict(metrics, **d_metrics), state.replace(disc_params=disc_params, disc_opt_state=disc_opt_state)
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         rng = jax.random.fold_in(jax.random.key(config.seed), state.step)
-        if accum == 1:
-            grads, metrics = micro_grads(state, batch, rng)
-        else:
-            micro = jax.tree.map(lambda a: a.reshape(accum, a.shape[0] // accum, *a.shape[1:]), batch)
-
-            def body(carry, xs):
-                i, mb = xs
-                g, m = micro_grads(state, mb, jax.random.fold_in(rng, i))
-                return jax.tree.map(jnp.add, carry, (g, m)), None
-
-            zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(micro_grads, state, jax.tree.map(lambda a: a[0], micro), rng))
-            (grads, metrics), _ = jax.lax.scan(body, zeros, (jnp.arange(accum), micro))
-            grads, metrics = jax.tree.map(lambda a: a / accum, (grads, metrics))
-
-        finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics.get("critic", 0.0))
-        updates, opt_state = tx.update(grads["params"], state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        new = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
         if mode == "gan":
-            d_updates, d_opt = disc_tx.update(grads["disc"], state.disc_opt_state, state.disc_params)
-            new = new.replace(disc_params=optax.apply_updates(state.disc_params, d_updates), disc_opt_state=d_opt)
-        # A non-finite loss leaves the state as it was; the trainer stops on the flag.
+            grads, metrics, new = critic_first(state, batch, rng)
+        else:
+            grads, metrics = mean_over_microbatches(lambda b, r: generator_grads(state.params, None, b, r), batch, rng)
+            new = state
+        grad_norm = optax.tree.norm(grads)
+        finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics.get("critic", 0.0)) & jnp.isfinite(grad_norm)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        new = new.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates), opt_state=opt_state)
         new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
-        metrics = dict(metrics, grad_norm=optax.tree.norm(grads["params"]), finite=finite.astype(jnp.float32))
+        metrics = dict(metrics, grad_norm=grad_norm, learning_rate=schedule(state.step), finite=finite.astype(jnp.float32))
         return new, metrics
 
     return train_step

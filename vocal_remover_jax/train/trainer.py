@@ -30,10 +30,6 @@ class NonFiniteLossError(RuntimeError):
     pass
 
 
-def _optimizer(cfg: ml_collections.ConfigDict, total_steps: int):
-    return make_optimizer(ml_collections.ConfigDict(dict(cfg.to_dict(), total_steps=total_steps)))
-
-
 def _rules(config):
     rules = config.get("logical_rules") or config.get("axis_rules")
     return tuple((name, tuple(axes) if isinstance(axes, (list, tuple)) else axes) for name, axes in rules)
@@ -42,11 +38,11 @@ def _rules(config):
 def build(config: ml_collections.ConfigDict, mesh):
     """Model(s), optimizer(s), the boxed-state initialiser and the state's shardings."""
     model = build_model(config.model)
-    tx = _optimizer(config.optimizer, config.total_steps)
+    tx = make_optimizer(config.optimizer, config.total_steps)
     disc = disc_tx = None
     if config.mode == "gan":
         disc = build_discriminator(config.discriminator)
-        disc_tx = _optimizer(config.get("disc_optimizer", config.optimizer), config.total_steps)
+        disc_tx = make_optimizer(config.get("disc_optimizer", config.optimizer), config.total_steps)
     frames, bins = config.model.cropsize, config.model.n_fft // 2 + 1
     x = jnp.zeros((1, frames, bins, config.model.in_channels), jnp.float32)
 
@@ -89,6 +85,45 @@ class _Preemption:
     def __exit__(self, *exc):
         if self._old is not None:
             signal.signal(signal.SIGTERM, self._old)
+
+
+class _MetricWindow:
+    """The device metrics of the steps since the last fetch.
+
+    Fetching them only at log, checkpoint and eval steps keeps the host from waiting on the
+    device every step; at most `IN_FLIGHT` steps (and their batches) queue ahead of it.
+    """
+
+    IN_FLIGHT = 2
+
+    def __init__(self, step: int, batch_size: int, workdir: str):
+        self.first_step, self.batch_size, self.workdir = step, batch_size, workdir
+        self.pending: list[dict] = []
+        self.restart_clock()
+
+    def restart_clock(self) -> None:
+        self.start = time.perf_counter()
+
+    def add(self, device_metrics: dict) -> None:
+        self.pending.append(device_metrics)
+        if len(self.pending) > self.IN_FLIGHT:
+            jax.block_until_ready(self.pending[-self.IN_FLIGHT - 1]["loss"])
+
+    def fetch(self) -> dict:
+        """Means over the window (the last learning rate), step time and throughput."""
+        host = jax.device_get(self.pending)
+        elapsed = time.perf_counter() - self.start
+        for i, m in enumerate(host):
+            if not m["finite"]:
+                shown = {k: float(v) for k, v in m.items() if k != "finite"}
+                raise NonFiniteLossError(f"non-finite loss at step {self.first_step + i + 1} ({shown}); "
+                                         f"{self.workdir}/checkpoints keeps the last good step")
+        self.first_step += len(host)
+        self.pending = []
+        out = {k: float(np.mean([m[k] for m in host])) for k in host[0] if k != "finite"}
+        out.update(learning_rate=float(host[-1]["learning_rate"]), step_time=elapsed / len(host),
+                   examples_per_second=self.batch_size * len(host) / elapsed)
+        return out
 
 
 def _init_from(config, state, shardings):
@@ -151,34 +186,37 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     writer = MetricWriter(workdir, enabled=primary)
     batches = inputs.train_batches(config, local_batch, examples, jax.process_index(), nproc)
+    window = _MetricWindow(step, config.batch_size, workdir)
     metrics = {}
-    last = time.perf_counter()
     try:
         with _Preemption() as preemption, jax.set_mesh(mesh), nn.logical_axis_rules(rules):
             while step < config.total_steps:
                 batch = _global_batch(next(batches), batch_sharding)
                 state, device_metrics = train_step(state, batch)
-                metrics = jax.device_get(device_metrics)
-                if not metrics.pop("finite"):
-                    raise NonFiniteLossError(
-                        f"non-finite loss at step {step + 1} ({metrics}); {workdir}/checkpoints keeps the last good step")
                 step += 1
                 examples += local_batch
-                now = time.perf_counter()
-                metrics.update(learning_rate=float(_lr(config, step - 1)), step_time=now - last,
-                               examples_per_second=config.batch_size / (now - last))
-                last = now
-                if step % config.log_every_steps == 0 or step == config.total_steps:
+                window.add(device_metrics)
+                stop = preemption.requested
+                last = step == config.total_steps
+                save_due = stop or manager.should_save(step)
+                eval_due = bool(config.eval_every_steps) and (step % config.eval_every_steps == 0 or last)
+                log_due = step % config.log_every_steps == 0 or last
+                if not (save_due or eval_due or log_due):
+                    continue
+                metrics = window.fetch()  # raises on a non-finite loss, before anything is saved
+                if log_due:
                     writer.write(step, metrics, config.total_steps)
-                checkpoint.save(manager, step, state, {"examples_seen": examples}, force=preemption.requested)
-                if config.eval_every_steps and (step % config.eval_every_steps == 0 or step == config.total_steps):
+                if save_due:
+                    checkpoint.save(manager, step, state, {"examples_seen": examples}, force=stop)
+                if eval_due:
                     results = evaluate(config, eval_step, state.params, batch_sharding, local_batch)
                     writer.write(step, results, config.total_steps, prefix="eval/")
                     if best is not None:
                         checkpoint.save_best(best, step, state.params, results)
-                if preemption.requested:
+                if stop:
                     logging.warning("SIGTERM: saved step %d, exiting", step)
                     break
+                window.restart_clock()
             checkpoint.save(manager, step, state, {"examples_seen": examples}, force=True)
     finally:
         manager.wait_until_finished()
@@ -188,13 +226,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             best.close()
         writer.close()
     return metrics
-
-
-def _lr(config, step):
-    from vocal_remover_jax.train.optim import learning_rate_schedule
-
-    cfg = ml_collections.ConfigDict(dict(config.optimizer.to_dict(), total_steps=config.total_steps))
-    return learning_rate_schedule(cfg)(step)
 
 
 def evaluate(config, eval_step, params, batch_sharding, local_batch) -> dict:
