@@ -236,7 +236,8 @@ def _batch(ds, batch_size, cfg):
 
 
 def pretrain_dataset(records_dir, cfg, *, batch_size, seed, start_example=0, process_index=None, process_count=None, split="train", audio=None) -> tf.data.Dataset:
-    """Infinite masked-pretraining batches from instrumental clips and both stems of pairs."""
+    """Infinite masked-pretraining batches from one record role: instrumental clips or pairs,
+    whichever has more examples (reading both is not done yet)."""
     pi, pc = _host(process_index, process_count)
     man = mf.load_manifest(records_dir, audio)
     streams = []
@@ -246,8 +247,7 @@ def pretrain_dataset(records_dir, cfg, *, batch_size, seed, start_example=0, pro
             streams.append((role, entries))
     if not streams:
         raise mf.ManifestError(f"{records_dir}: no instrumental or pairs records in split {split!r} for process {pi}")
-    # One role per pretrain stream keeps decoding static; pairs and instrumentals alternate
-    # by a fixed integer pattern, so positions stay computable.
+    # One role keeps decoding static and every example's position computable from its index.
     role, entries = max(streams, key=lambda s: sum(e["examples"] for e in s[1]))
 
     def stream(tag):
