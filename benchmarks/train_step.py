@@ -2,6 +2,7 @@
 
     python benchmarks/train_step.py --size small --batch 1 --repeats 5
     python benchmarks/train_step.py --size seed --batch 1 --repeats 2   # tens of seconds per step on CPU
+    python benchmarks/train_step.py --size small --mode gan             # critic + generator step
 
 Reports medians after compilation, GFLOP/s from XLA's cost analysis, steps/s, examples/s and the
 process's peak RSS. The step is the trainer's own (`steps.make_train_step`), jitted with the
@@ -39,6 +40,7 @@ def _flops(compiled) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", default="small", choices=["seed", "small", "tiny"])
+    p.add_argument("--mode", default="pretrain", choices=["pretrain", "gan", "finetune"])
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3, help="timed runs after the compiling one")
     p.add_argument("--dtype", default="float32", help="compute dtype (bfloat16 on accelerators)")
@@ -53,30 +55,35 @@ def main() -> None:
     from vocal_remover_jax.train.trainer import build, _rules
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    config = load_config(os.path.join(root, "configs", f"pretrain.py:{args.size}"),
+    config_file = {"pretrain": "pretrain.py", "gan": "pretrain_gan.py", "finetune": "finetune.py"}[args.mode]
+    config = load_config(os.path.join(root, "configs", f"{config_file}:{args.size}"),
                          [f"batch_size={args.batch}", "grad_accum_steps=1", "mesh.data=1", "mesh.fsdp=1",
                           f"model.dtype={args.dtype}"])
     mesh = mesh_lib.make_mesh(config.mesh)
-    model, tx, _, _, init, _, shardings = build(config, mesh)
+    model, tx, disc, disc_tx, init, _, shardings = build(config, mesh)
     frames, bins = config.model.cropsize, config.model.n_fft // 2 + 1
     rng = np.random.default_rng(0)
     x = rng.random((args.batch, frames, bins, 2), dtype=np.float32)
-    batch = {"input": x, "target": x * 0.5, "is_next": np.zeros((args.batch,), np.int32)}
+    if args.mode == "finetune":
+        batch = {"mixture": x, "instrumental": x * 0.5}
+    else:
+        batch = {"input": x, "target": x * 0.5, "is_next": np.zeros((args.batch,), np.int32)}
     batch_sharding = mesh_lib.batch_sharding(mesh)
     batch = jax.device_put(batch, batch_sharding)
-    results = {"size": args.size, "batch": args.batch, "dtype": args.dtype, "device": str(jax.devices()[0])}
+    results = {"size": args.size, "mode": args.mode, "batch": args.batch, "dtype": args.dtype, "device": str(jax.devices()[0])}
     with jax.set_mesh(mesh), nn.logical_axis_rules(_rules(config)):
         state = jax.jit(lambda r: nn.unbox(init(r)), out_shardings=shardings)(jax.random.key(0))
         if not args.skip_forward:
             fwd = jax.jit(lambda p, x: model.apply({"params": p}, x, deterministic=True))
             t = time.perf_counter()
-            compiled = fwd.lower(state.params, batch["input"]).compile()
-            jax.block_until_ready(compiled(state.params, batch["input"]))
+            x_in = steps.inputs_and_targets(batch, config.mode)[0]
+            compiled = fwd.lower(state.params, x_in).compile()
+            jax.block_until_ready(compiled(state.params, x_in))
             results["forward_compile_s"] = time.perf_counter() - t
-            results["forward_s"] = _median_time(lambda: compiled(state.params, batch["input"]), args.repeats)
+            results["forward_s"] = _median_time(lambda: compiled(state.params, x_in), args.repeats)
             results["forward_gflops"] = _flops(compiled) / 1e9
             results["forward_gflop_per_s"] = results["forward_gflops"] / results["forward_s"]
-        step = jax.jit(steps.make_train_step(config, model, tx), donate_argnums=(0,))
+        step = jax.jit(steps.make_train_step(config, model, tx, disc, disc_tx), donate_argnums=(0,))
         t = time.perf_counter()
         compiled = step.lower(state, batch).compile()
         state, m = compiled(state, batch)
