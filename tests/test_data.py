@@ -192,3 +192,16 @@ def test_tfds_builder_reads_records(records, tmp_path):
     assert builder.info.splits["train_pairs"].num_examples == n
     ex = next(iter(builder.as_dataset(split=tfds.split_for_jax_process("train_pairs")).take(1)))
     assert tuple(ex["spec"].shape) == (2, 128, 129, 2, 2)
+
+
+def test_pretraining_reads_both_roles_in_proportion():
+    """Instrumental clips and pairs interleave by a fixed pattern; a resumed stream starts each
+    role where the uninterrupted one would be."""
+    from vocal_remover_jax.data.pipelines import role_of_example, role_position
+
+    counts = [7, 3]
+    roles = [role_of_example(i, counts) for i in range(1000)]
+    assert sum(roles) == 300 and set(roles) == {0, 1}
+    for start in (0, 1, 9, 10, 11, 537):
+        assert role_position(start, 1, counts) == sum(roles[:start])
+        assert role_position(start, 0, counts) == start - sum(roles[:start])

@@ -235,9 +235,23 @@ def _batch(ds, batch_size, cfg):
     return ds.batch(batch_size, drop_remainder=True).prefetch(cfg.get("prefetch", 2))
 
 
+def role_of_example(index, counts: list[int]):
+    """Which of two record roles example `index` reads: a fixed interleaving in proportion to
+    their example counts (so any example's source and position follow from its index)."""
+    total, second = sum(counts), counts[1]
+    return (index + 1) * second // total - index * second // total
+
+
+def role_position(start: int, role: int, counts: list[int]) -> int:
+    """How many of the first `start` examples read `role` (where its stream resumes)."""
+    if len(counts) == 1:
+        return start
+    second = start * counts[1] // sum(counts)
+    return second if role == 1 else start - second
+
+
 def pretrain_dataset(records_dir, cfg, *, batch_size, seed, start_example=0, process_index=None, process_count=None, split="train", audio=None) -> tf.data.Dataset:
-    """Infinite masked-pretraining batches from one record role: instrumental clips or pairs,
-    whichever has more examples (reading both is not done yet)."""
+    """Infinite masked-pretraining batches from instrumental clips and both stems of pairs."""
     pi, pc = _host(process_index, process_count)
     man = mf.load_manifest(records_dir, audio)
     streams = []
@@ -247,11 +261,16 @@ def pretrain_dataset(records_dir, cfg, *, batch_size, seed, start_example=0, pro
             streams.append((role, entries))
     if not streams:
         raise mf.ManifestError(f"{records_dir}: no instrumental or pairs records in split {split!r} for process {pi}")
-    # One role keeps decoding static and every example's position computable from its index.
-    role, entries = max(streams, key=lambda s: sum(e["examples"] for e in s[1]))
+    counts = [sum(e["examples"] for e in entries) for _, entries in streams]
 
     def stream(tag):
-        return record_stream(records_dir, man, entries, role, seed * 7 + tag, start_example, cfg.interleave)
+        parts = [record_stream(records_dir, man, entries, role, seed * 7 + tag,
+                               role_position(start_example, i, counts), cfg.interleave)
+                 for i, (role, entries) in enumerate(streams)]
+        if len(parts) == 1:
+            return parts[0]
+        choice = tf.data.Dataset.range(start_example, 2**62).map(lambda n: role_of_example(n, counts))
+        return tf.data.Dataset.choose_from_datasets(parts, choice)
 
     idx = tf.data.Dataset.range(start_example, 2**62)
     parts = [idx, stream(0), stream(1)]
