@@ -6,7 +6,9 @@ Layout: `WORKDIR/checkpoints/<step>/{state,meta}` (latest K, async) and
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 from typing import Any
 
@@ -85,10 +87,23 @@ def restore_params(workdir: str, step: int | None = None) -> tuple[dict, ml_coll
         raise ValueError(f"no checkpoint for step {step} in {directory} (have {sorted(steps)})")
     path = os.path.join(directory, str(step), "state")
     cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
-    with ocp.PyTreeCheckpointer() as checkpointer:
+    with _quiet_absl(), ocp.PyTreeCheckpointer() as checkpointer:
         tree = checkpointer.metadata(path).item_metadata.tree
         target = {"params": jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=cpu), tree["params"])}
         restored = checkpointer.restore(path, args=ocp.args.PyTreeRestore(
             item=target, restore_args=jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=cpu), target),
             partial_restore=True))
     return restored["params"], config
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+    """Reading one item of a step directory makes Orbax warn that the step's metadata file is
+    not inside the item: true and harmless, and alarming on a user's console."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
