@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from vocal_remover_jax.atomic import write_json
 from vocal_remover_jax.data import manifest as mf
 
 
@@ -40,7 +41,7 @@ def _write(root: str, clips: int, clip_frames: int, bins: int) -> None:
         sets[role] = {"train": entries}
     man = {"format": mf.FORMAT, "version": mf.VERSION, "audio": {"sample_rate": 44100, "n_fft": 2048, "hop_length": 1024},
            "clip_frames": clip_frames, "bins": bins, "channels": 2, "dtype": "float16", "sets": sets}
-    mf.write_json_atomic(os.path.join(root, mf.MANIFEST), man)
+    write_json(os.path.join(root, mf.MANIFEST), man, indent=1, sort_keys=True)
 
 
 def main() -> None:

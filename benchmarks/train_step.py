@@ -18,7 +18,6 @@ import resource
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 
@@ -52,7 +51,7 @@ def main() -> None:
 
     from vocal_remover_jax.config import load_config
     from vocal_remover_jax.train import mesh as mesh_lib, steps
-    from vocal_remover_jax.train.trainer import build, _rules
+    from vocal_remover_jax.train.trainer import build
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     config_file = {"pretrain": "pretrain.py", "gan": "pretrain_gan.py", "finetune": "finetune.py"}[args.mode]
@@ -71,7 +70,7 @@ def main() -> None:
     batch_sharding = mesh_lib.batch_sharding(mesh)
     batch = jax.device_put(batch, batch_sharding)
     results = {"size": args.size, "mode": args.mode, "batch": args.batch, "dtype": args.dtype, "device": str(jax.devices()[0])}
-    with jax.set_mesh(mesh), nn.logical_axis_rules(_rules(config)):
+    with jax.set_mesh(mesh), nn.logical_axis_rules(mesh_lib.logical_rules(config.logical_rules)):
         state = jax.jit(lambda r: nn.unbox(init(r)), out_shardings=shardings)(jax.random.key(0))
         if not args.skip_forward:
             fwd = jax.jit(lambda p, x: model.apply({"params": p}, x, deterministic=True))

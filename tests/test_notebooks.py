@@ -6,7 +6,6 @@ with the test's tmp_path. Outputs must be stripped in git.
 """
 
 import asyncio
-import os
 import pathlib
 
 import ipykernel  # noqa: F401  (the kernel the notebooks run in: fail here, clearly, if it is missing)

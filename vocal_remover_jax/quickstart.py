@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import pathlib
 import time
 
 import numpy as np
+
+from vocal_remover_jax.atomic import write_json
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 
@@ -86,7 +87,7 @@ def run_quickstart(workdir: str, *, tracks: int = 12, seconds: float = 20.0, pre
 
     summary = {"model": model_path, "stage_seconds": stage.times, "model_sdr": results["summary"],
                "mixture_sdr": baseline}
-    _write_json(os.path.join(workdir, "summary.json"), summary)
+    write_json(os.path.join(workdir, "summary.json"), summary)
     print_summary(summary)
     return summary
 
@@ -120,13 +121,6 @@ def _run(cli, *argv: str) -> None:
     code = cli.main(list(argv))
     if code:
         raise SystemExit(f"quickstart: `vocal-remover-jax {' '.join(argv)}` failed with exit code {code}")
-
-
-def _write_json(path: str, obj: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
 
 
 def main(args: argparse.Namespace) -> int:

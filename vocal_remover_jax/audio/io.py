@@ -7,13 +7,16 @@ rate resampled with librosa when asked.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
 import warnings
+from collections.abc import Callable, Iterator
 
 import librosa
 import numpy as np
 import soundfile as sf
+
+from vocal_remover_jax.atomic import atomic_path
 
 
 class AudioReadError(ValueError):
@@ -52,7 +55,18 @@ def load_audio(path: str, sample_rate: int | None = None) -> tuple[np.ndarray, i
 
 
 def write_audio(path: str, wave: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> None:
-    """Writes `(channels, samples)` audio atomically; the format follows the extension.
+    """Writes `(channels, samples)` (or mono `(samples,)`) audio atomically; see `audio_writer`."""
+    wave = np.asarray(wave, dtype=np.float32)
+    wave = wave[None] if wave.ndim == 1 else wave
+    with audio_writer(path, sample_rate, wave.shape[0], subtype) as write:
+        write(wave)
+
+
+@contextlib.contextmanager
+def audio_writer(path: str, sample_rate: int, channels: int = 2,
+                 subtype: str = "PCM_16") -> Iterator[Callable[[np.ndarray], None]]:
+    """Yields `write(block)` that appends `(channels, samples)` blocks; `path` appears, complete,
+    only when the block ends without error. The format follows the extension.
 
     A subtype the format cannot hold (PCM_16 in Ogg) falls back to the format's default.
     Integer subtypes get the wave clipped to [-1, 1] so loud peaks saturate, not wrap.
@@ -63,19 +77,11 @@ def write_audio(path: str, wave: np.ndarray, sample_rate: int, subtype: str = "P
         raise ValueError(f"{path}: unsupported audio extension {ext!r} (try wav, flac or ogg)")
     if not sf.check_format(fmt, subtype):
         subtype = sf.default_subtype(fmt)
-    wave = np.asarray(wave, dtype=np.float32)
-    if wave.ndim == 1:
-        wave = wave[None]
-    if subtype.startswith("PCM") or subtype in ("ALAW", "ULAW", "VORBIS", "OPUS"):
-        wave = np.clip(wave, -1.0, 1.0)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=directory)
-    os.close(fd)
-    try:
-        sf.write(tmp, wave.T, int(sample_rate), subtype=subtype, format=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    clip = subtype.startswith("PCM") or subtype in ("ALAW", "ULAW", "VORBIS", "OPUS")
+    with atomic_path(path) as tmp, sf.SoundFile(tmp, "w", samplerate=int(sample_rate), channels=channels,
+                                                subtype=subtype, format=fmt) as f:
+        def write(block: np.ndarray) -> None:
+            block = np.asarray(block, dtype=np.float32)
+            f.write(np.ascontiguousarray((np.clip(block, -1.0, 1.0) if clip else block).T))
+
+        yield write

@@ -11,9 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 MANIFEST = "manifest.json"
 FORMAT = "vocal-remover-jax/records"
@@ -33,20 +31,6 @@ class ManifestError(ValueError):
 
 def shard_name(role: str, split: str, index: int, count: int) -> str:
     return f"{role}/{split}-{index:05d}-of-{count:05d}.tfrecord"
-
-
-def write_json_atomic(path: str, obj: Any) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def sha256_file(path: str, chunk: int = 1 << 22) -> str:

@@ -17,13 +17,13 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 
 import numpy as np
 from tqdm import tqdm
 
 from vocal_remover_jax import presets
+from vocal_remover_jax.atomic import atomic_path, write_json
 from vocal_remover_jax.data import inputs, manifest
 from vocal_remover_jax.data.inputs import Skip, Track
 
@@ -100,7 +100,7 @@ def prepare_records(
     result["stems"] = {role: list(manifest.ROLES[role]) for role in sets}
     result["counts"] = {role: {split: sum(e["examples"] for e in es) for split, es in by.items()} for role, by in sets.items()}
     result["skipped"] = [dataclasses.asdict(s) for s in skipped]
-    manifest.write_json_atomic(existing, result)
+    write_json(existing, result, indent=1, sort_keys=True)
     return PrepareResult(result, skipped)
 
 
@@ -143,11 +143,8 @@ def _write_or_resume(out, name, role, tracks, settings, strict, bar, totals) -> 
 
     from vocal_remover_jax.data import records
 
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".tfrecord", dir=os.path.dirname(path))
-    os.close(fd)
     skips, examples, track_ids = [], 0, []
-    try:
+    with atomic_path(path) as tmp:
         with tf.io.TFRecordWriter(tmp) as writer:
             for track in tracks:
                 try:
@@ -168,11 +165,8 @@ def _write_or_resume(out, name, role, tracks, settings, strict, bar, totals) -> 
                 bar.update(len(_all_files(track)))
                 bar.set_postfix(clips=totals["clips"], MB=f"{totals['bytes'] / 2**20:.0f}")
         entry = {"file": name, "examples": examples, "bytes": os.path.getsize(tmp), "sha256": manifest.sha256_file(tmp), "tracks": track_ids}
-        manifest.write_json_atomic(note_path, {"plan": plan_hash, "entry": entry, "skipped": [dataclasses.asdict(s) for s in skips]})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        write_json(note_path, {"plan": plan_hash, "entry": entry, "skipped": [dataclasses.asdict(s) for s in skips]},
+                   indent=1, sort_keys=True)
     return entry, skips
 
 

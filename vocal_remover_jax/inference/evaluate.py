@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
-import tempfile
 
 import numpy as np
 
+from vocal_remover_jax.atomic import write_json
 from vocal_remover_jax.inference.separate_cli import AUDIO_EXTENSIONS
 
 SOURCES = ("vocals", "instrumental")
@@ -153,15 +152,6 @@ def format_table(results: dict) -> str:
     lines += [f"FAILED {f['name']}: {f['error']}" for f in results["failed"]]
     lines.append("SDR in dB (bss_eval sources, fast_bss_eval): 'med' = median over 1-second frames, 'whole' = whole track")
     return "\n".join(lines)
-
-
-def write_json(path: str, obj: dict) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
 
 
 def _num(x) -> float | None:

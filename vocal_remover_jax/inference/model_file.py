@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -28,6 +27,8 @@ from typing import Any
 import ml_collections
 import numpy as np
 from flax import serialization
+
+from vocal_remover_jax.atomic import atomic_path
 
 MAGIC = b"\x89VRJ\r\n\x1a\n"
 FORMAT_VERSION = 1
@@ -57,19 +58,10 @@ def save_model_file(path: str, params: Mapping[str, Any], config: ml_collections
     digest = hashlib.sha256(header_bytes)
     digest.update(payload)
     prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header_bytes), len(payload), digest.digest())
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=EXTENSION, dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(prefix)
-            f.write(header_bytes)
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(prefix)
+        f.write(header_bytes)
+        f.write(payload)
 
 
 def read_header(path: str) -> dict:

@@ -10,10 +10,10 @@ code is 1 if anything failed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 
 import numpy as np
@@ -101,7 +101,7 @@ def separate_file(separator, source: str, out_dir: str, args: argparse.Namespace
     """Separates one file; returns the paths written."""
     from tqdm import tqdm
 
-    from vocal_remover_jax.audio.io import load_audio
+    from vocal_remover_jax.audio.io import audio_writer, load_audio
 
     name = os.path.splitext(os.path.basename(source))[0]
     stems = STEMS if args.stems == "both" else (args.stems,)
@@ -120,10 +120,9 @@ def separate_file(separator, source: str, out_dir: str, args: argparse.Namespace
             bar.total = total
             bar.update(done - bar.n)
 
-        writers = {}
-        try:
-            for s in stems:
-                writers[s] = AtomicAudioWriter(outputs[s], rate, SUBTYPES[args.bit_depth])
+        with contextlib.ExitStack() as files:  # all stems appear together, or none
+            writers = {s: files.enter_context(audio_writer(outputs[s], rate, 2, SUBTYPES[args.bit_depth]))
+                       for s in stems}
             if rate == separator.sample_rate:
                 blocks = separator.stream(wave, progress=progress, images=images)
             else:
@@ -131,12 +130,7 @@ def separate_file(separator, source: str, out_dir: str, args: argparse.Namespace
             for inst, vocals in blocks:
                 for stem, data in zip(STEMS, (inst, vocals)):
                     if stem in writers:
-                        writers[stem].write(data)
-            for w in writers.values():
-                w.commit()
-        finally:
-            for w in writers.values():
-                w.discard()
+                        writers[stem](data)
     if images is not None:
         write_images(images, outputs, out_dir, name, suffix)
     return list(outputs.values())
@@ -149,35 +143,6 @@ def write_images(images: list, outputs: dict, out_dir: str, name: str, suffix: d
     for i, stem in enumerate(STEMS):
         if stem in outputs:
             write_png(os.path.join(out_dir, f"{name}{suffix[stem]}.png"), spectrogram_image(stacked[i]))
-
-
-class AtomicAudioWriter:
-    """Streams blocks to a temporary file beside `path`, renamed onto it by `commit`."""
-
-    def __init__(self, path: str, rate: int, subtype: str):
-        import soundfile as sf
-
-        self.path = path
-        self.clip = subtype != "FLOAT"
-        fmt = os.path.splitext(path)[1][1:].upper()
-        fd, self.tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1],
-                                        dir=os.path.dirname(os.path.abspath(path)))
-        os.close(fd)
-        self.file = sf.SoundFile(self.tmp, "w", samplerate=rate, channels=2, subtype=subtype, format=fmt)
-
-    def write(self, block: np.ndarray) -> None:
-        data = np.clip(block, -1.0, 1.0) if self.clip else block
-        self.file.write(np.ascontiguousarray(data.T))
-
-    def commit(self) -> None:
-        self.file.close()
-        os.replace(self.tmp, self.path)
-
-    def discard(self) -> None:
-        if not self.file.closed:
-            self.file.close()
-        if os.path.exists(self.tmp):
-            os.remove(self.tmp)
 
 
 def collect_inputs(patterns: list[str], output_dir: str) -> tuple[list[tuple[str, str]], list[str]]:

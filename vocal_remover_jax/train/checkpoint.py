@@ -16,6 +16,8 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from vocal_remover_jax.atomic import atomic_path
+
 CONFIG_FILE = "config.json"
 
 
@@ -59,11 +61,8 @@ def with_shardings(abstract: Any, shardings: Any) -> Any:
 
 
 def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
-    path = os.path.join(workdir, CONFIG_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_path(os.path.join(workdir, CONFIG_FILE)) as tmp, open(tmp, "w") as f:
         f.write(config.to_json_best_effort(indent=2))
-    os.replace(tmp, path)
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:

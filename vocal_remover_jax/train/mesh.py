@@ -32,12 +32,16 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(BATCH_AXES))
 
 
-def logical_shardings(abstract_tree, mesh: Mesh, rules) -> object:
+def logical_rules(config_rules) -> tuple:
+    """`config.logical_rules` (lists, as config files write them) as the tuples Flax expects."""
+    return tuple((name, tuple(axes) if isinstance(axes, (list, tuple)) else axes) for name, axes in config_rules)
+
+
+def logical_shardings(abstract_tree, mesh: Mesh, rules: tuple) -> object:
     """NamedShardings for a tree of `nn.Partitioned` abstract values.
 
     A dimension that its mesh axes do not divide stays replicated (logged), so any model size
     runs on any mesh."""
-    rules = tuple((name, tuple(axes) if isinstance(axes, list) else axes) for name, axes in rules)
     specs = nn.get_partition_spec(abstract_tree)
     values = nn.unbox(abstract_tree)
 

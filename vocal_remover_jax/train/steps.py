@@ -44,19 +44,16 @@ def make_train_step(config: ml_collections.ConfigDict, model: nn.Module, tx: opt
         """The generator's loss as a function of its outputs (mask, is_next log-probabilities)."""
         mask, is_next = outputs
         x, y = inputs_and_targets(batch, mode)
-        l1 = losses.masked_l1(x, mask, y)
-        metrics = {"l1": l1}
-        loss = l1
-        if mode in ("pretrain", "gan"):
-            nxt = losses.is_next_loss(is_next, batch["is_next"], loss_cfg.reference_double_log_softmax)
-            metrics["is_next_nll"] = nxt
-            loss = loss_cfg.l1_weight * l1 + loss_cfg.is_next_weight * nxt
+        metrics = {"l1": losses.masked_l1(x, mask, y)}
+        loss = {"pretrain": loss_cfg.l1_weight, "gan": loss_cfg.gan_l1_weight, "finetune": 1.0}[mode] * metrics["l1"]
+        if mode != "finetune":
+            metrics["is_next_nll"] = losses.is_next_loss(is_next, batch["is_next"], loss_cfg.reference_double_log_softmax)
+            loss += loss_cfg.is_next_weight * metrics["is_next_nll"]
         if mode == "gan":
             fake = disc.apply({"params": disc_params}, x, x * mask, deterministic=False,
                               rngs={"dropout": jax.random.fold_in(rng, 1)})
-            adversarial = losses.bce_with_logits(fake, 1.0)
-            metrics["adversarial"] = adversarial
-            loss = adversarial + loss_cfg.gan_l1_weight * l1 + loss_cfg.is_next_weight * nxt
+            metrics["adversarial"] = losses.bce_with_logits(fake, 1.0)
+            loss += metrics["adversarial"]
         metrics["loss"] = loss
         return loss, metrics
 

@@ -30,11 +30,6 @@ class NonFiniteLossError(RuntimeError):
     pass
 
 
-def _rules(config):
-    rules = config.get("logical_rules") or config.get("axis_rules")
-    return tuple((name, tuple(axes) if isinstance(axes, (list, tuple)) else axes) for name, axes in rules)
-
-
 def build(config: ml_collections.ConfigDict, mesh):
     """Model(s), optimizer(s), the boxed-state initialiser and the state's shardings."""
     model = build_model(config.model)
@@ -55,9 +50,10 @@ def build(config: ml_collections.ConfigDict, mesh):
             state = state.replace(disc_params=d_params, disc_opt_state=disc_tx.init(d_params))
         return state
 
-    with jax.set_mesh(mesh), nn.logical_axis_rules(_rules(config)):
+    rules = mesh_lib.logical_rules(config.logical_rules)
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         boxed = jax.eval_shape(init, jax.random.key(0))
-    shardings = mesh_lib.logical_shardings(boxed, mesh, _rules(config))
+    shardings = mesh_lib.logical_shardings(boxed, mesh, rules)
     return model, tx, disc, disc_tx, init, nn.unbox(boxed), shardings
 
 
@@ -151,7 +147,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     model, tx, disc, disc_tx, init, abstract, shardings = build(config, mesh)
     batch_sharding = mesh_lib.batch_sharding(mesh)
     replicated = NamedSharding(mesh, PartitionSpec())
-    rules = _rules(config)
+    rules = mesh_lib.logical_rules(config.logical_rules)
 
     nproc = jax.process_count()
     if config.batch_size % (nproc * config.grad_accum_steps) or config.batch_size % mesh.size:
