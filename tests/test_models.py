@@ -8,15 +8,17 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
+from tests.paths import config
 from vocal_remover_jax.config import load_config
-from vocal_remover_jax.describe import input_spec, parameter_counts
+from vocal_remover_jax.describe import parameter_counts
 from vocal_remover_jax.models import build_discriminator, build_model
+from vocal_remover_jax.models.shapes import input_spec
 
 REFERENCE_SEED_PARAMETERS = 191_124_797  # FrameTransformerUnet(train-pre.py defaults), unused ones included
 
 
 def tiny(*overrides):
-    return load_config("configs/model.py:tiny", overrides)
+    return load_config(config("model.py:tiny"), overrides)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +62,7 @@ def test_kv_conv_option_changes_parameters():
 
 def test_seed_parameter_count_matches_reference():
     """Ours equals the reference's 191,124,797 less the parameters the reference never reads."""
-    cfg = load_config("configs/model.py:seed", ["model.reference_kv_conv=True"])
+    cfg = load_config(config("model.py:seed"), ["model.reference_kv_conv=True"])
     counts = parameter_counts(cfg.model)
     ours = sum(counts.values())
     variables = jax.eval_shape(build_model(cfg.model).init, jax.random.key(0), input_spec(cfg.model))

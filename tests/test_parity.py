@@ -1,18 +1,16 @@
-"""Numerical parity with the reference PyTorch modules, on the shared fixture (any sizes)."""
+"""Numerical parity with the reference PyTorch modules, on tests/fixtures/seed_parity.npz (any sizes)."""
 
 import json
-import os
-import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.paths import PARITY_FIXTURE as FIXTURE
 from vocal_remover_jax import reference_layout as ref
+from vocal_remover_jax.models.shapes import abstract_params
 
-FIXTURE = pathlib.Path(os.environ.get(
-    "SEED_PARITY_FIXTURE", pathlib.Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "seed_parity.npz"))
 TOLERANCE = 1e-5
 
 
@@ -61,7 +59,7 @@ def _check_parity(fixture, kind, dtype, tolerance):
     module = ref.module_from_reference(kind, config, dtype=dtype)
     xs = [jnp.asarray(_to_ours(x, kind), dtype) for x in inputs]
     call_inputs = xs[:1] if kind == "attention" else xs
-    abstract = ref.abstract_params(module, *[jax.ShapeDtypeStruct(x.shape, x.dtype) for x in call_inputs])
+    abstract = abstract_params(module, *[jax.ShapeDtypeStruct(x.shape, x.dtype) for x in call_inputs])
     params = ref.convert_state_dict(state_dict, kind, abstract, depth=config.get("depth", 0), dtype=dtype)
 
     if kind == "attention":
@@ -88,7 +86,7 @@ def test_every_fixture_weight_is_used_or_known_unused(fixture):
         config, inputs, _, state_dict = _module_entries(fixture, kind)
         module = ref.module_from_reference(kind, config)
         xs = [jax.ShapeDtypeStruct(_to_ours(x, kind).shape, jnp.float32) for x in inputs]
-        abstract = ref.abstract_params(module, *(xs[:1] if kind == "attention" else xs))
+        abstract = abstract_params(module, *(xs[:1] if kind == "attention" else xs))
         params = ref.convert_state_dict(state_dict, kind, abstract, depth=config.get("depth", 0))
         n_ours = sum(np.size(p) for p in jax.tree.leaves(params))
         n_used = sum(v.size for k, v in state_dict.items() if not ref.is_reference_unused(k, state_dict))
@@ -98,7 +96,7 @@ def test_every_fixture_weight_is_used_or_known_unused(fixture):
 def test_mismatched_key_is_named(fixture):
     config, inputs, _, state_dict = _module_entries(fixture, "encoder")
     module = ref.module_from_reference("encoder", config)
-    abstract = ref.abstract_params(module, jax.ShapeDtypeStruct(_to_ours(inputs[0], "encoder").shape, jnp.float32))
+    abstract = abstract_params(module, jax.ShapeDtypeStruct(_to_ours(inputs[0], "encoder").shape, jnp.float32))
     broken = dict(state_dict)
     broken["attn.q_proj.weight"] = broken["attn.q_proj.weight"][:-1]
     with pytest.raises(ref.ReferenceImportError, match="attn.q_proj.weight"):

@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.test_parity import FIXTURE, TOLERANCE
+from tests.paths import PARITY_FIXTURE as FIXTURE, config
+from tests.test_parity import TOLERANCE
 from vocal_remover_jax.cli import main as cli_main
 
 torch = pytest.importorskip("torch", reason="import-torch needs the optional torch extra")
@@ -36,7 +37,7 @@ def test_import_torch_round_trip(tmp_path):
     pth = tmp_path / "reference.pth"
     torch.save({"state_dict": {k: torch.from_numpy(v) for k, v in state_dict.items()}}, pth)
     out = tmp_path / "imported.vrj"
-    args = ["import-torch", str(pth), "--config", "configs/model.py:tiny", "--out", str(out)] + _overrides(ref_config)
+    args = ["import-torch", str(pth), "--config", config("model.py:tiny"), "--out", str(out)] + _overrides(ref_config)
     assert cli_main(args) == 0
 
     params, config = load_model_file(str(out))
@@ -55,10 +56,10 @@ def test_import_torch_names_the_offending_key(tmp_path):
     state_dict[key] = state_dict[key][:, :-1]
     pth = tmp_path / "broken.pth"
     torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state_dict.items()}, pth)
-    args = ["import-torch", str(pth), "--config", "configs/model.py:tiny", "--out", str(tmp_path / "x.vrj")]
+    args = ["import-torch", str(pth), "--config", config("model.py:tiny"), "--out", str(tmp_path / "x.vrj")]
     with pytest.raises(SystemExit, match=key.replace(".", r"\.")):
         cli_main(args + _overrides(ref_config))
     with pytest.raises(SystemExit, match="not a readable PyTorch checkpoint"):
         (tmp_path / "junk.pth").write_bytes(b"not a pickle")
-        cli_main(["import-torch", str(tmp_path / "junk.pth"), "--config", "configs/model.py:tiny",
+        cli_main(["import-torch", str(tmp_path / "junk.pth"), "--config", config("model.py:tiny"),
                   "--out", str(tmp_path / "y.vrj")])

@@ -6,11 +6,11 @@ import argparse
 from collections.abc import Mapping
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 from vocal_remover_jax.config import load_config
 from vocal_remover_jax.models import build_model
+from vocal_remover_jax.models.shapes import abstract_params, input_spec
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,18 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=1, help="batch size for --flops (default 1)")
 
 
-def input_spec(model_cfg: ml_collections.ConfigDict, batch_size: int = 1) -> jax.ShapeDtypeStruct:
-    """The model's input: `(batch, cropsize, n_fft // 2 + 1, in_channels)`."""
-    return jax.ShapeDtypeStruct((batch_size, model_cfg.cropsize, model_cfg.n_fft // 2 + 1, model_cfg.in_channels),
-                                jnp.float32)
-
-
 def parameter_counts(model_cfg: ml_collections.ConfigDict) -> dict[str, int]:
     """Parameters per top-level block, without allocating them."""
-    model = build_model(model_cfg)
-    from vocal_remover_jax.reference_layout import abstract_params
-
-    params = abstract_params(model, input_spec(model_cfg))
+    params = abstract_params(build_model(model_cfg), input_spec(model_cfg))
     return {name: sum(leaf.size for leaf in jax.tree.leaves(sub)) for name, sub in params.items()}
 
 

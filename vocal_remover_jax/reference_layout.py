@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
@@ -146,8 +145,3 @@ def convert_state_dict(state_dict: Mapping[str, Any], kind: str, abstract_params
                                    + ": the checkpoint does not match the config's architecture")
     return traverse_util.unflatten_dict(out)
 
-
-def abstract_params(module: nn.Module, *inputs: jax.ShapeDtypeStruct) -> dict:
-    """Parameter shapes of `module` for `inputs`, without computing anything."""
-    variables = jax.eval_shape(lambda *xs: module.init(jax.random.key(0), *xs), *inputs)
-    return nn.unbox(variables)["params"]

@@ -48,9 +48,9 @@ def load_torch_state_dict(path: str) -> dict[str, np.ndarray]:
 def import_state_dict(state_dict: Mapping[str, np.ndarray], config: ml_collections.ConfigDict) -> tuple[dict, ml_collections.ConfigDict]:
     """Converts a reference state_dict for `config.model`; returns (params, config) with the
     config switched to the reference's behaviour (k and v through q_conv)."""
-    from vocal_remover_jax.describe import input_spec
     from vocal_remover_jax.models import build_model
-    from vocal_remover_jax.reference_layout import abstract_params, convert_state_dict
+    from vocal_remover_jax.models.shapes import abstract_params, input_spec
+    from vocal_remover_jax.reference_layout import convert_state_dict
 
     config = ml_collections.ConfigDict(config.to_dict())
     config.model.reference_kv_conv = True

@@ -22,7 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vocal_remover_jax.inference import postprocess, spectral
+from vocal_remover_jax.audio.stft import frames_istft, frames_stft, num_frames
+from vocal_remover_jax.inference import postprocess
 
 # (params, magnitudes (batch, cropsize, bins, 2) in [0, 1]) -> instrumental mask of the same shape.
 MaskFn = Callable[[Any, jax.Array], jax.Array]
@@ -150,7 +151,7 @@ class ChunkedSeparator:
     # ---- device functions -------------------------------------------------------------------
     def _song_max_impl(self, running, segment, first, frames):
         cfg = self.cfg
-        mag = jnp.abs(spectral.frames_stft(segment, cfg.n_fft, cfg.hop_length, cfg.block))
+        mag = jnp.abs(frames_stft(segment, cfg.n_fft, cfg.hop_length, cfg.block))
         valid = (first + jnp.arange(cfg.block)) < frames
         return jnp.maximum(running, jnp.max(mag * valid[:, None]))
 
@@ -158,7 +159,7 @@ class ChunkedSeparator:
         cfg = self.cfg
 
         def accumulate(params, num, den, waves, starts, grids, active, base, frames, scale):
-            spec = spectral.frames_stft(waves, cfg.n_fft, cfg.hop_length, cfg.cropsize)  # (B, 2, C, bins)
+            spec = frames_stft(waves, cfg.n_fft, cfg.hop_length, cfg.cropsize)  # (B, 2, C, bins)
             t = starts[:, None] + jnp.arange(cfg.cropsize)[None, :]
             valid = ((t >= 0) & (t < frames)).astype(jnp.float32)
             mag = jnp.abs(spec) * scale * valid[:, None, :, None]
@@ -187,14 +188,14 @@ class ChunkedSeparator:
 
     def _synthesize_impl(self, segment, mask, frame_weight, first, frames, carry_sig, carry_env, with_image=False):
         cfg = self.cfg
-        spec = spectral.frames_stft(segment, cfg.n_fft, cfg.hop_length, cfg.block)  # (2, F, bins)
+        spec = frames_stft(segment, cfg.n_fft, cfg.hop_length, cfg.block)  # (2, F, bins)
         mask = postprocess.apply_merge(mask, frame_weight)
         if cfg.aggressiveness > 0:
             mask = postprocess.apply_aggressiveness(mask, cfg.aggressiveness)
         inst_spec = spec * jnp.transpose(mask, (2, 0, 1))
         t = first + jnp.arange(cfg.block)
         valid = ((t >= 0) & (t < frames)).astype(jnp.float32)
-        sig, env = spectral.frames_istft(inst_spec, valid, cfg.n_fft, cfg.hop_length)
+        sig, env = frames_istft(inst_spec, valid, cfg.n_fft, cfg.hop_length)
         tail = cfg.n_fft - cfg.hop_length
         sig = sig.at[:, :tail].add(carry_sig)
         env = env.at[:tail].add(carry_env)
@@ -217,7 +218,7 @@ class ChunkedSeparator:
         """
         cfg, dev = self.cfg, self.device
         n = wave.shape[-1]
-        frames = spectral.num_frames(n, cfg.hop_length)
+        frames = num_frames(n, cfg.hop_length)
         wanted = cfg.n_fft // 2 + n  # padded samples up to the last output sample
         blocks = math.ceil(wanted / (cfg.block * cfg.hop_length))
         put = lambda x: jax.device_put(x, dev)

@@ -1,39 +1,36 @@
-"""The portable model file (`.vrj`): inference parameters plus the model and STFT config.
+"""The portable model file: a safetensors file holding the inference parameters, with the model and
+STFT config, a format version and a checksum in its metadata.
 
-Layout (little endian):
+safetensors (https://github.com/huggingface/safetensors) is a JSON header followed by raw
+little-endian arrays: any safetensors reader lists and loads the parameters (names are the
+Flax parameter paths joined with '/'), nothing is unpickled, and the header alone describes the
+model. Metadata (all strings, as the format requires):
 
-    magic      8 bytes   b"\\x89VRJ\\r\\n\\x1a\\n" (PNG-style: catches text-mode and truncating copies)
-    version    u32       FORMAT_VERSION
-    header_len u64       length of the JSON header
-    payload_len u64      length of the msgpack payload
-    sha256     32 bytes  digest of header + payload
-    header     JSON      {"format_version", "config": {"model", "audio"}, "params": {name: {shape, dtype}}}
-    payload    msgpack   flat {"module/sub/param": array} (flax.serialization)
-
-The header alone describes the model, so a reader can check a file against its config without
-deserialising the arrays, and any tool can list the parameters with a JSON parser.
+    format          "vocal-remover-jax model"
+    format_version  FORMAT_VERSION
+    config          JSON {"model": {...}, "audio": {...}}
+    sha256          digest of the config and every parameter (name, dtype, shape, bytes)
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import struct
-import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import ml_collections
 import numpy as np
-from flax import serialization
+from flax import traverse_util
 
 from vocal_remover_jax.atomic import atomic_path
 
-MAGIC = b"\x89VRJ\r\n\x1a\n"
-FORMAT_VERSION = 1
-EXTENSION = ".vrj"
-_PREFIX = struct.Struct("<8sIQQ32s")
+FORMAT = "vocal-remover-jax model"
+FORMAT_VERSION = 2  # 1 was the project's own `.vrj` container
+SEPARATOR = "/"
 
 
 class ModelFileError(ValueError):
@@ -43,30 +40,32 @@ class ModelFileError(ValueError):
 def save_model_file(path: str, params: Mapping[str, Any], config: ml_collections.ConfigDict) -> None:
     """Writes `params` (the 'params' collection, boxed or not) and `config.model`/`config.audio` atomically."""
     import flax.linen as nn
+    from safetensors.numpy import save_file
 
-    flat = {name: np.asarray(leaf) for name, leaf in _flatten(nn.unbox(dict(params))).items()}
     _check_config(config, path)
-    header = {
-        "format": "vocal-remover-jax model",
-        "format_version": FORMAT_VERSION,
-        "config": {"model": config.model.to_dict(), "audio": config.audio.to_dict()},
-        "params": {name: {"shape": list(a.shape), "dtype": a.dtype.name} for name, a in flat.items()},
-        "num_params": int(sum(a.size for a in flat.values())),
-    }
-    header_bytes = json.dumps(header, sort_keys=True).encode()
-    payload = serialization.msgpack_serialize(flat)
-    digest = hashlib.sha256(header_bytes)
-    digest.update(payload)
-    prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header_bytes), len(payload), digest.digest())
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(prefix)
-        f.write(header_bytes)
-        f.write(payload)
+    flat = {name: np.ascontiguousarray(leaf) for name, leaf in _flatten(nn.unbox(dict(params))).items()}
+    config_json = json.dumps({"model": config.model.to_dict(), "audio": config.audio.to_dict()}, sort_keys=True)
+    metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "config": config_json,
+                "sha256": _digest(config_json, flat)}
+    with atomic_path(path) as tmp:
+        save_file(flat, tmp, metadata=metadata)
 
 
 def read_header(path: str) -> dict:
-    """The JSON header alone (config and parameter shapes), after checking magic, version and size."""
-    return _read(path, payload=False)[0]
+    """The file's description without loading the arrays: {"format_version", "config", "params":
+    {name: {"shape", "dtype"}}, "num_params"}, after checking it is a model file of this version."""
+    from safetensors import safe_open
+
+    with _errors_name(path):
+        with safe_open(path, "np") as f:
+            metadata = f.metadata() or {}
+            config = _check_metadata(path, metadata)
+            params = {}
+            for name in f.keys():
+                view = f.get_slice(name)
+                params[name] = {"shape": list(view.get_shape()), "dtype": _dtype_name(view.get_dtype())}
+    return {"format_version": FORMAT_VERSION, "config": config.to_dict(), "params": params,
+            "num_params": int(sum(np.prod(p["shape"], dtype=np.int64) for p in params.values()))}
 
 
 def load_model_file(path: str, check_shapes: bool = True) -> tuple[dict, ml_collections.ConfigDict]:
@@ -75,75 +74,81 @@ def load_model_file(path: str, check_shapes: bool = True) -> tuple[dict, ml_coll
     Raises ModelFileError for a missing, truncated, corrupt or foreign file, another format version,
     or parameters that do not fit the model the config describes.
     """
-    header, payload, checksum = _read(path, payload=True)
-    try:
-        flat = serialization.msgpack_restore(payload)
-    except Exception as e:  # noqa: BLE001 - msgpack raises several kinds for bad data
-        checksum.verify()
-        raise ModelFileError(f"{path}: unreadable parameters ({type(e).__name__}: {e})") from None
-    checksum.verify()
-    listed = {name: (tuple(v["shape"]), v["dtype"]) for name, v in header["params"].items()}
-    stored = {name: (tuple(np.shape(a)), np.asarray(a).dtype.name) for name, a in flat.items()}
-    if listed != stored:
-        raise ModelFileError(f"{path}: parameters do not match the file's own header")
-    config = ml_collections.ConfigDict(header["config"])
+    from safetensors import safe_open
+
+    with _errors_name(path):
+        with safe_open(path, "np") as f:
+            metadata = f.metadata() or {}
+            config = _check_metadata(path, metadata)
+            flat = {name: f.get_tensor(name) for name in f.keys()}
+    if _digest(metadata["config"], flat) != metadata.get("sha256"):
+        raise ModelFileError(f"{path}: checksum mismatch: the file is corrupt")
     if check_shapes:
-        _check_shapes(path, config, {name: shape for name, (shape, _) in stored.items()})
-    return _unflatten(flat), config
+        _check_shapes(path, config, {name: a.shape for name, a in flat.items()})
+    return traverse_util.unflatten_dict(flat, sep=SEPARATOR), config
 
 
-def _read(path: str, payload: bool) -> tuple[dict, bytes | None, _Checksum | None]:
+def _digest(config_json: str, flat: Mapping[str, np.ndarray]) -> str:
+    h = hashlib.sha256(config_json.encode())
+    for name in sorted(flat):
+        a = np.ascontiguousarray(flat[name])
+        h.update(f"\n{name}:{a.dtype.str}:{a.shape}\n".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _check_metadata(path: str, metadata: Mapping[str, str]) -> ml_collections.ConfigDict:
+    if metadata.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: a safetensors file, but not a vocal-remover-jax model file "
+                             "(no vocal-remover-jax metadata)")
+    version = metadata.get("format_version")
+    if version != str(FORMAT_VERSION):
+        raise ModelFileError(f"{path}: model file format version {version}, this program reads version "
+                             f"{FORMAT_VERSION}; re-export it with a matching vocal-remover-jax")
     try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
-            prefix = f.read(_PREFIX.size)
-            if len(prefix) < _PREFIX.size:
-                raise ModelFileError(f"{path}: truncated or not a model file ({size} bytes)")
-            magic, version, header_len, payload_len, digest = _PREFIX.unpack(prefix)
-            if magic != MAGIC:
-                raise ModelFileError(f"{path}: not a vocal-remover-jax model file (bad magic bytes)")
-            if version != FORMAT_VERSION:
-                raise ModelFileError(
-                    f"{path}: model file format version {version}, this program reads version {FORMAT_VERSION}; "
-                    "re-export it with a matching vocal-remover-jax")
-            expected = _PREFIX.size + header_len + payload_len
-            if size != expected:
-                what = "truncated" if size < expected else "has trailing data"
-                raise ModelFileError(f"{path}: {what}: {size} bytes, the header says {expected}")
-            header_bytes = f.read(header_len)
-            body = f.read(payload_len) if payload else None
+        config = ml_collections.ConfigDict(json.loads(metadata["config"]))
+    except (KeyError, ValueError) as e:
+        raise ModelFileError(f"{path}: corrupt config in the metadata ({e})") from None
+    _check_config(config, path)
+    return config
+
+
+@contextlib.contextmanager
+def _errors_name(path: str) -> Iterator[None]:
+    """Turns OS and safetensors errors into a ModelFileError naming the file and what is wrong."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
     except OSError as e:
         raise ModelFileError(f"{path}: cannot read model file ({e.strerror or e})") from None
-    checksum = _Checksum(path, header_bytes, body, digest) if body is not None else None
-    try:
-        header = json.loads(header_bytes)
-        _check_config(ml_collections.ConfigDict(header.get("config", {})), path)
-    except ValueError as e:  # ModelFileError included; corruption explains it first
-        if checksum is not None:
-            checksum.verify()
-        raise e if isinstance(e, ModelFileError) else ModelFileError(f"{path}: corrupt header ({e})") from None
-    return header, body, checksum
+    except SafetensorError as e:
+        raise ModelFileError(f"{path}: {_diagnose(path, e)}") from None
 
 
-class _Checksum:
-    """Hashes the payload on a thread while the caller decodes it (hashlib releases the GIL);
-    `verify()` waits and raises on a mismatch."""
-
-    def __init__(self, path: str, header_bytes: bytes, body: bytes, digest: bytes):
-        self.path, self.ok = path, None
-
-        def check():
-            h = hashlib.sha256(header_bytes)
-            h.update(body)
-            self.ok = h.digest() == digest
-
-        self.thread = threading.Thread(target=check, daemon=True)
-        self.thread.start()
-
-    def verify(self) -> None:
-        self.thread.join()
-        if not self.ok:
-            raise ModelFileError(f"{self.path}: checksum mismatch: the file is corrupt")
+def _diagnose(path: str, error: Exception) -> str:
+    """Why safetensors refused the file, in words: truncated, trailing data, or another kind of file."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        prefix = f.read(8)
+        header_len = struct.unpack("<Q", prefix)[0] if len(prefix) == 8 else None
+        first = f.read(1)
+        if header_len is None or first != b"{":
+            return f"truncated or not a model file: not a safetensors file ({size} bytes; {error})"
+        if 8 + header_len > size:
+            return f"truncated: {size} bytes, shorter than its own header says"
+        f.seek(8)
+        try:
+            header = json.loads(f.read(header_len))
+            end = max([v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"] or [0])
+        except (ValueError, KeyError, TypeError):
+            return f"corrupt safetensors header ({error})"
+    expected = 8 + header_len + end
+    if size < expected:
+        return f"truncated: {size} bytes, its header says {expected}"
+    if size > expected:
+        return f"has trailing data: {size} bytes, its header says {expected}"
+    return f"corrupt safetensors file ({error})"
 
 
 def _check_config(config: ml_collections.ConfigDict, path: str) -> None:
@@ -156,20 +161,14 @@ def _check_config(config: ml_collections.ConfigDict, path: str) -> None:
 
 def _check_shapes(path: str, config: ml_collections.ConfigDict, shapes: Mapping[str, tuple]) -> None:
     """The stored parameters must be exactly those of the model the config builds."""
-    import jax
-
     from vocal_remover_jax.models import build_model
+    from vocal_remover_jax.models.shapes import abstract_params, input_spec
 
     try:
         model = build_model(config.model)
     except (ValueError, KeyError, AttributeError) as e:
         raise ModelFileError(f"{path}: config describes no known model ({e})") from None
-    cfg = config.model
-    x = jax.ShapeDtypeStruct((1, cfg.cropsize, cfg.n_fft // 2 + 1, cfg.in_channels), np.float32)
-    abstract = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), x)
-    import flax.linen as nn
-
-    expected = {name: tuple(a.shape) for name, a in _flatten(nn.unbox(abstract)["params"]).items()}
+    expected = {name: tuple(a.shape) for name, a in _flatten(abstract_params(model, input_spec(config.model))).items()}
     missing = sorted(set(expected) - set(shapes))
     unexpected = sorted(set(shapes) - set(expected))
     wrong = sorted(k for k in set(expected) & set(shapes) if expected[k] != tuple(shapes[k]))
@@ -181,30 +180,18 @@ def _check_shapes(path: str, config: ml_collections.ConfigDict, shapes: Mapping[
             details.append(f"unexpected {_few(unexpected)}")
         if wrong:
             details.append("shape mismatch " + _few([f"{k} {tuple(shapes[k])} vs {expected[k]}" for k in wrong]))
-        raise ModelFileError(f"{path}: parameters do not fit a {cfg.arch!r} model with this config: " + "; ".join(details))
+        raise ModelFileError(f"{path}: parameters do not fit a {config.model.arch!r} model with this config: "
+                             + "; ".join(details))
 
 
 def _few(items: list[str], n: int = 3) -> str:
     return ", ".join(items[:n]) + (f" (+{len(items) - n} more)" if len(items) > n else "")
 
 
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, name + "/"))
-        else:
-            out[name] = value
-    return out
+def _flatten(tree: Mapping[str, Any]) -> dict[str, Any]:
+    return traverse_util.flatten_dict(dict(tree), sep=SEPARATOR)
 
 
-def _unflatten(flat: Mapping[str, Any]) -> dict:
-    tree: dict = {}
-    for name, value in flat.items():
-        *parents, leaf = name.split("/")
-        node = tree
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = np.asarray(value)
-    return tree
+def _dtype_name(safetensors_dtype: str) -> str:
+    names = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64", "I32": "int32", "I64": "int64"}
+    return names.get(safetensors_dtype, safetensors_dtype.lower())

@@ -5,20 +5,17 @@ For tests and benchmarks: shapes come from `jax.eval_shape`, values from numpy.
 
 from __future__ import annotations
 
-import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
 
 from vocal_remover_jax.models import build_model
+from vocal_remover_jax.models.shapes import abstract_params, input_spec
 
 
 def random_params(model_config: ml_collections.ConfigDict, seed: int = 0) -> dict:
     """Scales 1, biases 0, other weights normal with std 1/sqrt(fan-in): a usable, untrained model."""
-    model = build_model(model_config)
-    x = jax.ShapeDtypeStruct((1, model_config.cropsize, model_config.n_fft // 2 + 1, model_config.in_channels),
-                             np.float32)
-    abstract = nn.unbox(jax.eval_shape(lambda x: model.init(jax.random.key(0), x), x))["params"]
+    abstract = abstract_params(build_model(model_config), input_spec(model_config))
     rng = np.random.default_rng(seed)
 
     def fill(path, leaf):

@@ -9,9 +9,8 @@ import jax
 import jax.numpy as jnp
 
 from vocal_remover_jax.models.frame_conv import FrameConv
-from vocal_remover_jax.models.layers import Dtype, at_least_f32
+from vocal_remover_jax.models.layers import Dtype, at_least_f32, check_input, leaky_relu
 from vocal_remover_jax.models.transformer_encoder import FrameTransformerEncoder
-from vocal_remover_jax.models.unet import check_input, leaky_relu
 
 
 class InstanceNorm(nn.Module):

@@ -18,6 +18,9 @@ Dtype = Any
 # PyTorch's initialisers, so freshly initialised models train like the reference.
 torch_linear_init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
 
+# The reference's nn.LeakyReLU default slope.
+leaky_relu = functools.partial(nn.leaky_relu, negative_slope=0.01)
+
 
 def dense(features: int, axes: tuple[str | None, str | None], *, use_bias: bool, dtype: Dtype,
           param_dtype: Dtype, name: str | None = None) -> nn.Dense:
@@ -157,3 +160,18 @@ def replicate_last_bin(x: jax.Array, bins: int) -> jax.Array:
     """Pads the bins axis (2) up to `bins` by repeating the last bin (mask for the Nyquist bin)."""
     extra = bins - x.shape[2]
     return jnp.concatenate([x, jnp.repeat(x[:, :, -1:], extra, axis=2)], axis=2) if extra > 0 else x
+
+
+def is_next_head(x: jax.Array, *, bias: bool, dtype: Dtype, param_dtype: Dtype) -> jax.Array:
+    """Per-bin log-probabilities that the second chunk continues the first, averaged over the
+    spectrogram (the reference averages log-softmax outputs)."""
+    logits = dense(2, ("conv_in", None), use_bias=bias, dtype=dtype, param_dtype=param_dtype, name="is_next")(x)
+    return jax.nn.log_softmax(logits.astype(at_least_f32(dtype)), axis=-1).mean(axis=(1, 2))
+
+
+def check_input(x: jax.Array, n_fft: int, cropsize: int | None, channels: int) -> None:
+    expected = (cropsize if cropsize else x.shape[1], n_fft // 2 + 1, channels)
+    if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+        raise ValueError(
+            f"expected input (batch, frames, bins, channels) = (B, {expected[0]}, {expected[1]}, {expected[2]}) "
+            f"for n_fft={n_fft}, got {tuple(x.shape)}")

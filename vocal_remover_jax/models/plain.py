@@ -6,9 +6,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vocal_remover_jax.models.layers import Dtype, at_least_f32, dense, replicate_last_bin
+from vocal_remover_jax.models.layers import Dtype, at_least_f32, check_input, dense, is_next_head, replicate_last_bin
 from vocal_remover_jax.models.transformer_encoder import FrameTransformerEncoder
-from vocal_remover_jax.models.unet import check_input, is_next_head
 
 
 class FrameTransformer(nn.Module):

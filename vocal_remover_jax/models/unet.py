@@ -9,12 +9,10 @@ import jax
 import jax.numpy as jnp
 
 from vocal_remover_jax.models.frame_conv import FrameConv
-from vocal_remover_jax.models.layers import Dtype, at_least_f32, dense, replicate_last_bin
+from vocal_remover_jax.models.layers import (Dtype, at_least_f32, check_input, is_next_head, leaky_relu,
+                                             replicate_last_bin)
 from vocal_remover_jax.models.transformer_decoder import FrameTransformerDecoder
 from vocal_remover_jax.models.transformer_encoder import FrameTransformerEncoder
-
-leaky_relu = functools.partial(nn.leaky_relu, negative_slope=0.01)
-
 
 class FrameEncoder(nn.Module):
     """Residual pair of frame convolutions; the second one strides over bins."""
@@ -70,13 +68,6 @@ def resize_bins_align_corners(x: jax.Array, bins: int) -> jax.Array:
     return jnp.take(x, lo, axis=2) * (1 - frac) + jnp.take(x, hi, axis=2) * frac
 
 
-def is_next_head(x: jax.Array, *, bias: bool, dtype: Dtype, param_dtype: Dtype) -> jax.Array:
-    """Per-bin log-probabilities that the second chunk continues the first, averaged over the
-    spectrogram (the reference averages log-softmax outputs)."""
-    logits = dense(2, ("conv_in", None), use_bias=bias, dtype=dtype, param_dtype=param_dtype, name="is_next")(x)
-    return jax.nn.log_softmax(logits.astype(at_least_f32(dtype)), axis=-1).mean(axis=(1, 2))
-
-
 class FrameTransformerUnet(nn.Module):
     """Maps a magnitude spectrogram `(batch, frames, n_fft//2+1, in_channels)` to a mask of the
     same shape, plus is_next log-probabilities `(batch, 2)` for BERT-style pretraining."""
@@ -127,11 +118,3 @@ class FrameTransformerUnet(nn.Module):
         x = FrameConv(self.in_channels, 1, 1, 0, norm=False, activation=None, name="out", **kw)(x)
         mask = replicate_last_bin(jax.nn.sigmoid(x.astype(at_least_f32(self.dtype))), self.n_fft // 2 + 1)
         return mask, is_next
-
-
-def check_input(x: jax.Array, n_fft: int, cropsize: int | None, channels: int) -> None:
-    expected = (cropsize if cropsize else x.shape[1], n_fft // 2 + 1, channels)
-    if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-        raise ValueError(
-            f"expected input (batch, frames, bins, channels) = (B, {expected[0]}, {expected[1]}, {expected[2]}) "
-            f"for n_fft={n_fft}, got {tuple(x.shape)}")

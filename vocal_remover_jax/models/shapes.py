@@ -1,0 +1,21 @@
+"""A model's input shape and its parameters' shapes, without computing anything: what `describe`,
+the model file's checks, `import-torch` and random initialisation all need."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+
+def input_spec(model_cfg: ml_collections.ConfigDict, batch_size: int = 1) -> jax.ShapeDtypeStruct:
+    """The separation model's input: `(batch, cropsize, n_fft // 2 + 1, in_channels)` float32."""
+    return jax.ShapeDtypeStruct((batch_size, model_cfg.cropsize, model_cfg.n_fft // 2 + 1, model_cfg.in_channels),
+                                jnp.float32)
+
+
+def abstract_params(module: nn.Module, *inputs: jax.ShapeDtypeStruct) -> dict:
+    """The 'params' collection of `module` for `inputs` as ShapeDtypeStructs (unboxed)."""
+    variables = jax.eval_shape(lambda *xs: module.init(jax.random.key(0), *xs), *inputs)
+    return nn.unbox(variables)["params"]
