@@ -8,11 +8,8 @@ import pytest
 
 from vocal_remover_jax import cli
 from vocal_remover_jax.audio.io import write_audio
-from vocal_remover_jax.config import load_config
-from vocal_remover_jax.inference.evaluate import find_tracks
-from vocal_remover_jax.inference.metrics import track_sdr
-from vocal_remover_jax.inference.model_file import save_model_file
-from vocal_remover_jax.inference.random_params import random_params
+from vocal_remover_jax.audio.reference_tracks import find_reference_tracks
+from vocal_remover_jax.inference.sdr import track_sdr
 
 RATE = 8000
 
@@ -75,15 +72,13 @@ def dataset(tmp_path_factory):
 
 
 def test_find_tracks(dataset):
-    tracks = find_tracks(str(dataset))
+    tracks = find_reference_tracks(str(dataset))
     assert [t.name for t in tracks] == ["extra/live", "test/Artist - Song", "test/Other - Tune"]
     assert len(tracks[1].instrumental) == 3 and tracks[0].instrumental[0].endswith("live_instrumental.wav")
 
 
-def test_evaluate_scores_every_track_and_writes_json(tmp_path, dataset, capsys):
-    config = load_config("configs/model.py:tiny")
-    model = str(tmp_path / "tiny.vrj")
-    save_model_file(model, random_params(config.model, seed=0), config)
+def test_evaluate_scores_every_track_and_writes_json(tmp_path, dataset, tiny_model, capsys):
+    model = tiny_model[0]
     out = tmp_path / "res" / "sdr.json"
     assert cli.main(["evaluate", str(dataset / "test"), "--model", model, "--out", str(out)]) == 0
     table = capsys.readouterr().out

@@ -18,10 +18,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from vocal_remover_jax.data.prepare import prepare_records
-from vocal_remover_jax.data.synthetic import write_synthetic_dataset
 from vocal_remover_jax.train.checkpoint import restore_params
-from vocal_remover_jax.train.metrics import read_metrics
+from vocal_remover_jax.train.metric_writer import read_metrics
 
 RUNNER = os.path.join(os.path.dirname(__file__), "train_run.py")
 BASE = ["--config.data.source=random", "--config.model.depth=1", "--config.model.cropsize=16",
@@ -57,21 +55,10 @@ def max_param_diff(a, b):
     return max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
 
 
-@pytest.fixture(scope="module")
-def records(tmp_path_factory):
-    """Records made by `prepare` from generated songs, at the test model's STFT size."""
-    root = tmp_path_factory.mktemp("records")
-    dirs = write_synthetic_dataset(str(root / "audio"), n_tracks=4, seconds=3.0, sample_rate=22050, seed=0)
-    prepare_records(str(root / "records"), instrumental=[dirs["instrumental"]], vocals=[dirs["vocals"]],
-                    sample_rate=22050, n_fft=64, hop_length=32, clip_frames=64, tracks_per_shard=2,
-                    validation_fraction=0.25, progress=False)
-    return str(root / "records")
-
-
 @pytest.mark.parametrize("mode", ["pretrain", "pretrain_gan", "finetune"])
-def test_loss_falls_on_prepared_records(tmp_path, mode, records):
+def test_loss_falls_on_prepared_records(tmp_path, mode, prepared_records):
     """Logged every 10 steps, each value the mean over its 10 steps (real batches vary a lot)."""
-    run(tmp_path, mode, "--config.data.source=records", f"--config.data.records={records}",
+    run(tmp_path, mode, "--config.data.source=records", f"--config.data.records={prepared_records}",
         "--config.audio.hop_length=32", "--config.total_steps=40", "--config.optimizer.learning_rate=1e-2",
         "--config.log_every_steps=10", "--config.checkpoint.every_steps=40", "--config.eval_every_steps=0")
     history = losses(tmp_path, "l1")

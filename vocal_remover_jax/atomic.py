@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,14 +17,25 @@ def atomic_path(path: str) -> Iterator[str]:
     it replaces `path` when the block ends and is removed if the block raises."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=directory)
-    os.close(fd)
+    tmp = _create_temporary(directory, os.path.splitext(path)[1])
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _create_temporary(directory: str, suffix: str) -> str:
+    """An empty new file created with mode 0666 minus the umask, as a plain `open` would make it
+    (`tempfile.mkstemp` makes 0600, which other users, web servers and sync tools cannot read)."""
+    while True:
+        tmp = os.path.join(directory, f".tmp-{secrets.token_hex(8)}{suffix}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
 
 
 def write_json(path: str, obj: Any, **dump_options: Any) -> None:

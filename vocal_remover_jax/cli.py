@@ -16,7 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "quickstart": ("vocal_remover_jax.quickstart", "generate audio, train tiny models, separate and evaluate, end to end"),
     "prepare": ("vocal_remover_jax.data.prepare", "turn folders of audio into sharded spectrogram records"),
     "train": ("vocal_remover_jax.train.cli", "pretrain (BERT-style or GAN) or finetune from a config"),
-    "export": ("vocal_remover_jax.inference.export", "write a trained checkpoint as one portable model file"),
+    "export": ("vocal_remover_jax.train.export", "write a trained checkpoint as one portable model file"),
     "separate": ("vocal_remover_jax.inference.separate_cli", "split songs into instrumental and vocals"),
     "evaluate": ("vocal_remover_jax.inference.evaluate", "SDR of a model on a MUSDB18-HQ style tree"),
     "import-torch": ("vocal_remover_jax.torch_import", "convert a reference PyTorch state_dict into a model file"),
@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     args.config_overrides, stray = split_config_overrides(unknown)
     if stray:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if args.config_overrides and not hasattr(args, "config"):
+        parser.error(f"--{args.config_overrides[0]}: `{name}` takes no config, so no --config.* overrides")
     return int(module.main(args) or 0)
 
 

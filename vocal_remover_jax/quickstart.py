@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import pathlib
 import time
@@ -48,16 +49,14 @@ def run_quickstart(workdir: str, *, tracks: int = 12, seconds: float = 20.0, pre
                    finetune_steps: int = 400, seed: int = 0) -> dict:
     """Runs every stage into `workdir`; returns the SDR summary (also written to `summary.json`)."""
     from vocal_remover_jax import cli, presets
-    from vocal_remover_jax.data.prepare import prepare_records
     from vocal_remover_jax.data.synthetic import write_synthetic_dataset
-    from vocal_remover_jax.inference.evaluate import evaluate
 
     os.makedirs(workdir, exist_ok=True)
     audio = presets.audio_config("tiny")
     stage = Stages()
     paths = {name: os.path.join(workdir, name) for name in ("audio", "heldout", "records", "pretrain", "finetune",
                                                              "separated")}
-    model_path = os.path.join(workdir, "model.vrj")
+    model_path = os.path.join(workdir, "model.safetensors")
 
     with stage("generate audio"):
         write_synthetic_dataset(paths["audio"], n_tracks=tracks, seconds=seconds, sample_rate=audio.sample_rate,
@@ -65,9 +64,9 @@ def run_quickstart(workdir: str, *, tracks: int = 12, seconds: float = 20.0, pre
         heldout = write_synthetic_dataset(paths["heldout"], n_tracks=2, seconds=min(seconds, 12.0),
                                           sample_rate=audio.sample_rate, seed=seed + 1)
     with stage("prepare records"):
-        prepare_records(paths["records"], instrumental=[os.path.join(paths["audio"], "instrumental")],
-                        vocals=[os.path.join(paths["audio"], "vocals")], sample_rate=audio.sample_rate,
-                        n_fft=audio.n_fft, hop_length=audio.hop_length, clip_frames=256, tracks_per_shard=4)
+        _run(cli, "prepare", "--out", paths["records"], "--instrumental", os.path.join(paths["audio"], "instrumental"),
+             "--vocals", os.path.join(paths["audio"], "vocals"), "--preset", "tiny", "--clip-frames", "256",
+             "--tracks-per-shard", "4")
     with stage(f"pretrain tiny model ({pretrain_steps} steps)"):
         _run(cli, "train", "--config", f"{CONFIGS / 'pretrain.py'}:tiny", "--workdir", paths["pretrain"],
              f"--config.data.records={paths['records']}", f"--config.total_steps={pretrain_steps}")
@@ -82,7 +81,10 @@ def run_quickstart(workdir: str, *, tracks: int = 12, seconds: float = 20.0, pre
         _run(cli, "separate", mixture, "--model", model_path, "-o", paths["separated"], "--output-image",
              "--overwrite")
     with stage("evaluate on held-out songs"):
-        results = evaluate(model_path, heldout["musdb"], out_json=os.path.join(workdir, "evaluation.json"))
+        evaluation = os.path.join(workdir, "evaluation.json")
+        _run(cli, "evaluate", heldout["musdb"], "--model", model_path, "--out", evaluation)
+        with open(evaluation) as f:
+            results = json.load(f)
         baseline = mixture_baseline(heldout["musdb"])
 
     summary = {"model": model_path, "stage_seconds": stage.times, "model_sdr": results["summary"],
@@ -94,12 +96,12 @@ def run_quickstart(workdir: str, *, tracks: int = 12, seconds: float = 20.0, pre
 
 def mixture_baseline(dataset: str) -> dict:
     """SDR of the unprocessed mixture taken as the estimate of each source: what separation must beat."""
-    from vocal_remover_jax.inference.evaluate import SOURCES, find_tracks, load_track
-    from vocal_remover_jax.inference.metrics import track_sdr
+    from vocal_remover_jax.audio.reference_tracks import SOURCES, find_reference_tracks, load_reference_track
+    from vocal_remover_jax.inference.sdr import track_sdr
 
     per_track = []
-    for track in find_tracks(dataset):
-        mixture, references, rate = load_track(track)
+    for track in find_reference_tracks(dataset):
+        mixture, references, rate = load_reference_track(track)
         per_track.append(track_sdr(references, np.stack([mixture, mixture]), rate))
     return {s: {"sdr_median": float(np.nanmedian([t["median"][i] for t in per_track])),
                 "sdr_whole": float(np.nanmedian([t["whole"][i] for t in per_track]))} for i, s in enumerate(SOURCES)}

@@ -11,7 +11,8 @@ import hashlib
 import os
 from collections.abc import Sequence
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aiff", ".aif", ".opus")
+from vocal_remover_jax.audio.files import is_audio_file
+
 _MUSDB_VOCALS = "vocals"
 _MUSDB_MIXTURE = "mixture"
 
@@ -54,7 +55,7 @@ def single_role(directory: str, role: str) -> tuple[list[Track], list[Skip]]:
     """Every file under `directory` is one track of `role` (instrumental or vocals)."""
     tracks, skips = [], []
     for path in _audio_files(directory):
-        if path.lower().endswith(AUDIO_EXTENSIONS):
+        if is_audio_file(path):
             tracks.append(Track(f"{role}:{_key(path, directory)}", role, {role: (path,)}))
         else:
             skips.append(Skip(path, "not an audio file extension"))
@@ -63,8 +64,8 @@ def single_role(directory: str, role: str) -> tuple[list[Track], list[Skip]]:
 
 def pairs(mixtures: str, instruments: str) -> tuple[list[Track], list[Skip]]:
     """Mixture and instrumental files matched by relative name without extension."""
-    mix = {_key(p, mixtures): p for p in _audio_files(mixtures) if p.lower().endswith(AUDIO_EXTENSIONS)}
-    inst = {_key(p, instruments): p for p in _audio_files(instruments) if p.lower().endswith(AUDIO_EXTENSIONS)}
+    mix = {_key(p, mixtures): p for p in _audio_files(mixtures) if is_audio_file(p)}
+    inst = {_key(p, instruments): p for p in _audio_files(instruments) if is_audio_file(p)}
     tracks = [Track(f"pairs:{k}", "pairs", {"mixture": (mix[k],), "instrumental": (inst[k],)}) for k in sorted(mix.keys() & inst.keys())]
     skips = [Skip(mix[k], f"no instrumental named {k}.* in {instruments}") for k in sorted(mix.keys() - inst.keys())]
     skips += [Skip(inst[k], f"no mixture named {k}.* in {mixtures}") for k in sorted(inst.keys() - mix.keys())]
@@ -79,7 +80,7 @@ def musdb(root: str) -> tuple[list[Track], list[Skip]]:
     """
     by_folder: dict[str, dict[str, str]] = {}
     for path in _audio_files(root):
-        if path.lower().endswith(AUDIO_EXTENSIONS):
+        if is_audio_file(path):
             stem = os.path.splitext(os.path.basename(path))[0].lower()
             by_folder.setdefault(os.path.dirname(path), {})[stem] = path
     tracks, skips = [], []

@@ -246,9 +246,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    if getattr(args, "config_overrides", None):
-        print(f"prepare: takes no --config overrides (got {args.config_overrides})", file=sys.stderr)
-        return 2
     audio = presets.audio_config(args.preset)
     try:
         result = prepare_records(

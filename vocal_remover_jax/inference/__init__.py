@@ -1,5 +1,5 @@
-"""Inference: the portable model file, chunked separation, and the export/separate/evaluate commands.
+"""Inference: the portable model file, chunked separation, and the `separate` and `evaluate` commands.
 
-Nothing here imports TensorFlow, the trainer or the data pipeline (except `export`, which reads
-training checkpoints), so `separate` starts fast and installs light.
+Nothing here imports TensorFlow, TFDS, Orbax, the trainer or the data pipeline, so `separate`
+starts fast and installs light (`export`, which reads training checkpoints, lives in `train/`).
 """

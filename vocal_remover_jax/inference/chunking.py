@@ -204,8 +204,8 @@ class ChunkedSeparator:
         vocals = segment[:, :out] - inst  # complementary by construction: the mixture is the input
         image = None
         if with_image:
-            power = lambda s: jnp.log10(jnp.abs(s) ** 2 + 1e-8).astype(jnp.float16)
-            image = jnp.stack([power(inst_spec), power(spec - inst_spec)])  # (2 stems, 2, F, bins)
+            power = lambda s: jnp.log10(jnp.mean(jnp.abs(s) ** 2, axis=0) + 1e-10).astype(jnp.float16)
+            image = jnp.stack([power(spec), power(inst_spec), power(spec - inst_spec)])  # (3, F, bins)
         return inst, vocals, sig[:, out:], env[out:], image
 
     # ---- host loop --------------------------------------------------------------------------
@@ -214,7 +214,7 @@ class ChunkedSeparator:
         """Yields consecutive (instrumental, vocals) sample blocks of `wave (2, samples)`.
 
         `progress(done, total)` is called per crop batch; with `images` a list, per-block
-        log-power spectra (2 stems, 2 channels, frames, bins) are appended to it.
+        channel-mean log10 power spectra (mixture, instrumental, vocals; frames, bins) are appended to it.
         """
         cfg, dev = self.cfg, self.device
         n = wave.shape[-1]
@@ -253,7 +253,7 @@ class ChunkedSeparator:
                 inst, vocals, carry_sig, carry_env, image = synthesize(
                     put(segment), mask, weight, np.int32(first), np.int32(frames), carry_sig, carry_env)
                 if images is not None and first < frames:
-                    images.append(np.asarray(image)[:, :, : frames - first])
+                    images.append(np.asarray(image)[:, : frames - first])
                 lo = first * cfg.hop_length - cfg.n_fft // 2
                 keep = slice(max(0, -lo), max(0, min(inst.shape[-1], wanted - cfg.n_fft // 2 - lo)))
                 yield np.asarray(inst)[:, keep], np.asarray(vocals)[:, keep]

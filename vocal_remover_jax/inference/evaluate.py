@@ -1,41 +1,22 @@
-"""`evaluate`: SDR of a model file on a MUSDB18-HQ style tree.
+"""`evaluate`: SDR of a model file on a MUSDB18-HQ style tree (layout: `audio/reference_tracks.py`).
 
-A track is a folder holding `mixture.*` and `vocals.*`; its instrumental reference is
-`instrumental.*` (or `accompaniment.*`) when present, else the sum of the other stems
-(MUSDB18-HQ's drums, bass, other), else mixture minus vocals. Flat triples
-`<name>_mixture.*`, `<name>_vocals.*`, `<name>_instrumental.*` work too.
-
-    vocal-remover-jax evaluate --model model.vrj musdb18hq/test --out sdr.json
+    vocal-remover-jax evaluate --model model.safetensors musdb18hq/test --out sdr.json
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 
 import numpy as np
 
 from vocal_remover_jax.atomic import write_json
-from vocal_remover_jax.inference.separate_cli import AUDIO_EXTENSIONS
-
-SOURCES = ("vocals", "instrumental")
-_INSTRUMENTAL = ("instrumental", "accompaniment")
-_NOT_INSTRUMENTAL = ("mixture", "vocals", *_INSTRUMENTAL)
-
-
-@dataclasses.dataclass
-class Track:
-    name: str
-    mixture: str
-    vocals: str
-    instrumental: list[str]  # summed; empty: mixture - vocals
-
+from vocal_remover_jax.audio.reference_tracks import SOURCES, find_reference_tracks, load_reference_track
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", help="MUSDB18-HQ style folder (e.g. musdb18hq/test) or mixture/vocals/instrumental triples")
-    parser.add_argument("-m", "--model", required=True, help="model file (.vrj)")
+    parser.add_argument("-m", "--model", required=True, help="model file (.safetensors)")
     parser.add_argument("--out", help="JSON results file (default: <model name>_<dataset name>_sdr.json here)")
     parser.add_argument("--batch-size", type=int, help="crops per network call (default: 1 on CPU, 4 on GPU/TPU)")
     parser.add_argument("--tta", action="store_true")
@@ -51,7 +32,7 @@ def main(args: argparse.Namespace) -> int:
 
     out = args.out or f"{_stem(args.model)}_{_stem(os.path.abspath(args.dataset))}_sdr.json"
     try:
-        results = evaluate(args.model, args.dataset, out_json=out, batch_size=args.batch_size, tta=args.tta,
+        results = evaluate_model(args.model, args.dataset, out_json=out, batch_size=args.batch_size, tta=args.tta,
                            postprocess=args.postprocess, aggressiveness=args.aggressiveness, device=args.device,
                            max_tracks=args.max_tracks, frame_seconds=args.frame_seconds)
     except (ModelFileError, ValueError) as e:
@@ -62,7 +43,7 @@ def main(args: argparse.Namespace) -> int:
     return 1 if results["failed"] else 0
 
 
-def evaluate(model_path: str, dataset_dir: str, *, out_json: str | None = None, batch_size: int | None = None,
+def evaluate_model(model_path: str, dataset_dir: str, *, out_json: str | None = None, batch_size: int | None = None,
              tta: bool = False, postprocess: bool = False, aggressiveness: float = 0.0, device: str | None = None,
              max_tracks: int | None = None, frame_seconds: float = 1.0, progress: bool = True) -> dict:
     """Separates every track of `dataset_dir` and scores it; returns (and optionally writes) the results.
@@ -73,10 +54,10 @@ def evaluate(model_path: str, dataset_dir: str, *, out_json: str | None = None, 
     """
     from tqdm import tqdm
 
-    from vocal_remover_jax.inference.metrics import track_sdr
+    from vocal_remover_jax.inference.sdr import track_sdr
     from vocal_remover_jax.inference.separator import Separator
 
-    tracks = find_tracks(dataset_dir)[:max_tracks]
+    tracks = find_reference_tracks(dataset_dir)[:max_tracks]
     if not tracks:
         raise ValueError(f"{dataset_dir}: no tracks found (expected <track>/mixture.wav with vocals.wav, "
                          "or <name>_mixture/_vocals/_instrumental files)")
@@ -87,7 +68,7 @@ def evaluate(model_path: str, dataset_dir: str, *, out_json: str | None = None, 
     rows, failed = [], []
     for track in tqdm(tracks, desc="tracks", unit="track", disable=not progress):
         try:
-            mixture, references, rate = load_track(track)
+            mixture, references, rate = load_reference_track(track)
             inst, vocals = separator.separate(mixture, rate)
             scores = track_sdr(references, np.stack([vocals, inst]), rate, frame_seconds)
         except Exception as e:  # noqa: BLE001 - report and go on with the other tracks
@@ -103,42 +84,6 @@ def evaluate(model_path: str, dataset_dir: str, *, out_json: str | None = None, 
     if out_json:
         write_json(out_json, results)
     return results
-
-
-def find_tracks(root: str) -> list[Track]:
-    tracks = []
-    for folder, dirs, files in os.walk(root):
-        dirs.sort()
-        audio = {os.path.splitext(f)[0].lower(): os.path.join(folder, f) for f in sorted(files)
-                 if os.path.splitext(f)[1].lower() in AUDIO_EXTENSIONS}
-        if "mixture" in audio and "vocals" in audio:
-            inst = [audio[k] for k in _INSTRUMENTAL if k in audio][:1]
-            inst = inst or [p for k, p in sorted(audio.items()) if k not in _NOT_INSTRUMENTAL]
-            name = os.path.relpath(folder, root)
-            tracks.append(Track(name if name != "." else os.path.basename(os.path.abspath(root)),
-                                audio["mixture"], audio["vocals"], inst))
-            continue
-        for key, path in sorted(audio.items()):
-            if key.endswith("_mixture"):
-                base = key[: -len("_mixture")]
-                if f"{base}_vocals" in audio:
-                    inst = [audio[f"{base}_{k}"] for k in _INSTRUMENTAL if f"{base}_{k}" in audio][:1]
-                    tracks.append(Track(os.path.join(os.path.relpath(folder, root), base) if folder != root else base,
-                                        path, audio[f"{base}_vocals"], inst))
-    return tracks
-
-
-def load_track(track: Track) -> tuple[np.ndarray, np.ndarray, int]:
-    """Mixture `(2, n)`, references `(2 sources: vocals, instrumental; 2, n)` at the mixture's rate."""
-    from vocal_remover_jax.audio.io import load_audio
-
-    mixture, rate = load_audio(track.mixture)
-    vocals, _ = load_audio(track.vocals, sample_rate=rate)
-    stems = [load_audio(p, sample_rate=rate)[0] for p in track.instrumental]
-    n = min([mixture.shape[-1], vocals.shape[-1], *(s.shape[-1] for s in stems)])
-    mixture, vocals = mixture[:, :n], vocals[:, :n]
-    inst = np.sum([s[:, :n] for s in stems], axis=0) if stems else mixture - vocals
-    return mixture, np.stack([vocals, inst]), rate
 
 
 def format_table(results: dict) -> str:

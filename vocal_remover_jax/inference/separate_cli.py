@@ -1,6 +1,6 @@
 """`separate`: split songs into instrumental and vocals with a model file.
 
-    vocal-remover-jax separate song.mp3 music/ 'live/*.flac' -o out/ --model model.vrj
+    vocal-remover-jax separate song.mp3 music/ 'live/*.flac' -o out/ --model model.safetensors
 
 Each input gives `<name>_Instruments.<ext>` and `<name>_Vocals.<ext>` (folders keep their
 layout under the output directory). A file that fails is reported and the rest go on; the exit
@@ -14,21 +14,21 @@ import contextlib
 import glob
 import os
 import sys
-from collections.abc import Iterator
 
 import numpy as np
 
-AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".caf"}
+from vocal_remover_jax.audio.files import is_audio_file, walk_audio_files
+
 SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}
 STEMS = ("instruments", "vocals")
 
 NO_MODEL = """\
-separate needs a model: pass --model MODEL.vrj.
+separate needs a model: pass --model MODEL.safetensors.
 
 No pretrained model ships with vocal-remover-jax yet. To make one:
   1. train on real songs (mixture + instrumental pairs):  vocal-remover-jax train --config configs/... --workdir DIR
-  2. export the checkpoint:                                vocal-remover-jax export --workdir DIR --out model.vrj
-  or convert a reference PyTorch checkpoint:               vocal-remover-jax import-torch model.pth --config configs/model.py:seed --out model.vrj
+  2. export the checkpoint:                                vocal-remover-jax export --workdir DIR --out model.safetensors
+  or convert a reference PyTorch checkpoint:               vocal-remover-jax import-torch model.pth --config configs/model.py:seed --out model.safetensors
 `vocal-remover-jax quickstart` trains a demo model on generated audio: it shows the pipeline works,
 but it has never heard a real voice and is of no use on real songs."""
 
@@ -36,7 +36,7 @@ but it has never heard a real voice and is of no use on real songs."""
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", help="audio files, folders (searched recursively) or glob patterns")
     parser.add_argument("-o", "--output-dir", default=".", help="where outputs go (default: current directory)")
-    parser.add_argument("-m", "--model", help="model file (.vrj) from `export` or `import-torch`")
+    parser.add_argument("-m", "--model", help="model file (.safetensors) from `export` or `import-torch`")
     parser.add_argument("--stems", choices=("both", *STEMS), default="both", help="which outputs to write")
     parser.add_argument("--instruments-suffix", default="_Instruments", help="name suffix of the instrumental")
     parser.add_argument("--vocals-suffix", default="_Vocals", help="name suffix of the vocals")
@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="push long instrumental-only passages to the pure mixture (reference's merge_artifacts)")
     parser.add_argument("--aggressiveness", type=float, default=0.0,
                         help="0-1: how hard vocal residue is removed from the instrumental (default 0, off; try 0.1-0.3)")
-    parser.add_argument("--output-image", action="store_true", help="also write spectrogram PNGs of the outputs")
+    parser.add_argument("--output-image", action="store_true", help="also write <name>_Spectrograms.png: mixture, instrumental and vocals (needs the images extra)")
     parser.add_argument("--device", help="cpu, gpu, gpu:1, tpu (default: JAX's first device)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -63,6 +63,14 @@ def main(args: argparse.Namespace) -> int:
     if args.format == "flac" and args.bit_depth == "float":
         print("separate: FLAC stores integers only: use --bit-depth 16 or 24, or --format wav", file=sys.stderr)
         return 2
+    if args.output_image:
+        from vocal_remover_jax.inference.images import require_matplotlib
+
+        try:
+            require_matplotlib()
+        except ValueError as e:
+            print(f"separate: {e}", file=sys.stderr)
+            return 2
     jobs, missing = collect_inputs(args.inputs, args.output_dir)
     for pattern in missing:
         print(f"separate: {pattern}: no such file, folder or matching audio", file=sys.stderr)
@@ -131,18 +139,15 @@ def separate_file(separator, source: str, out_dir: str, args: argparse.Namespace
                 for stem, data in zip(STEMS, (inst, vocals)):
                     if stem in writers:
                         writers[stem](data)
+    written = list(outputs.values())
     if images is not None:
-        write_images(images, outputs, out_dir, name, suffix)
-    return list(outputs.values())
+        from vocal_remover_jax.inference.images import write_spectrogram_image
 
-
-def write_images(images: list, outputs: dict, out_dir: str, name: str, suffix: dict) -> None:
-    from vocal_remover_jax.inference.images import spectrogram_image, write_png
-
-    stacked = np.concatenate(images, axis=2)  # (2 stems, 2 channels, frames, bins)
-    for i, stem in enumerate(STEMS):
-        if stem in outputs:
-            write_png(os.path.join(out_dir, f"{name}{suffix[stem]}.png"), spectrogram_image(stacked[i]))
+        picture = os.path.join(out_dir, f"{name}_Spectrograms.png")
+        write_spectrogram_image(picture, np.concatenate(images, axis=1), separator.sample_rate,
+                                separator.chunks.hop_length, title=os.path.basename(source))
+        written.append(picture)
+    return written
 
 
 def collect_inputs(patterns: list[str], output_dir: str) -> tuple[list[tuple[str, str]], list[str]]:
@@ -151,28 +156,16 @@ def collect_inputs(patterns: list[str], output_dir: str) -> tuple[list[tuple[str
     for pattern in patterns:
         if os.path.isdir(pattern):
             found = [(p, os.path.join(output_dir, os.path.relpath(os.path.dirname(p), pattern)))
-                     for p in _walk_audio(pattern)]
+                     for p in walk_audio_files(pattern)]
         elif os.path.isfile(pattern):
             found = [(pattern, output_dir)]
         else:
             found = [(p, output_dir) for p in sorted(glob.glob(pattern, recursive=True))
-                     if os.path.isfile(p) and _is_audio(p)]
+                     if os.path.isfile(p) and is_audio_file(p)]
         if not found:
             missing.append(pattern)
         jobs += [(p, os.path.normpath(d)) for p, d in found]
     return list(dict.fromkeys(jobs)), missing
-
-
-def _walk_audio(folder: str) -> Iterator[str]:
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        for f in sorted(files):
-            if _is_audio(f) and not f.startswith("."):
-                yield os.path.join(root, f)
-
-
-def _is_audio(path: str) -> bool:
-    return os.path.splitext(path)[1].lower() in AUDIO_EXTENSIONS
 
 
 def _reason(e: Exception, source: str) -> str:

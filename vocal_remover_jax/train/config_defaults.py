@@ -5,6 +5,7 @@ from __future__ import annotations
 import ml_collections
 
 from vocal_remover_jax import presets
+from vocal_remover_jax.data.defaults import default_data_config
 
 # (batch_size, total_steps, warmup_steps, log_every, checkpoint_every) per size
 _SCHEDULES = {
@@ -15,8 +16,6 @@ _SCHEDULES = {
 
 
 def training_config(mode: str, size: str) -> ml_collections.ConfigDict:
-    from vocal_remover_jax.data.pipelines import default_data_config
-
     size = size or "tiny"
     batch, total, warmup, log_every, ckpt_every = _SCHEDULES[size if size in _SCHEDULES else "tiny"]
     c = ml_collections.ConfigDict()

@@ -21,7 +21,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from vocal_remover_jax.models import build_discriminator, build_model
 from vocal_remover_jax.train import checkpoint, distributed, inputs, mesh as mesh_lib, steps
-from vocal_remover_jax.train.metrics import MetricWriter
+from vocal_remover_jax.train.metric_writer import MetricWriter
 from vocal_remover_jax.train.optim import make_optimizer
 from vocal_remover_jax.train.state import TrainState
 

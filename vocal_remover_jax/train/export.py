@@ -1,6 +1,6 @@
 """`export`: a training checkpoint -> one portable model file (inference parameters only).
 
-    vocal-remover-jax export --workdir runs/finetune --out model.vrj [--step 120000]
+    vocal-remover-jax export --workdir runs/finetune --out model.safetensors [--step 120000]
 
 Only the generator's 'params' leave the checkpoint: no optimizer state, no discriminator.
 """
@@ -15,7 +15,7 @@ import sys
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", required=True, help="training workdir holding the checkpoints")
     parser.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
-    parser.add_argument("--out", required=True, help="model file to write (.vrj)")
+    parser.add_argument("--out", required=True, help="model file to write (.safetensors)")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
 
 
