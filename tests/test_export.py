@@ -69,3 +69,15 @@ def test_export_reports_missing_checkpoints(tmp_path, workdir, capsys):
     assert "step 999" in capsys.readouterr().err
     assert cli.main(["export", "--workdir", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
     assert not out.exists()
+
+
+def test_init_from_accepts_a_model_file(tiny_model):
+    """`config.init_from` reads through restore_params: a model file gives its own parameters."""
+    from vocal_remover_jax.train.checkpoint import restore_params
+
+    path, params, config = tiny_model
+    restored, restored_config = restore_params(path)
+    np.testing.assert_array_equal(restored["out"]["kernel"], params["out"]["kernel"])
+    assert restored_config.model.to_dict() == config.model.to_dict()
+    with pytest.raises(ValueError, match="no checkpoint steps"):
+        restore_params(path, step=3)

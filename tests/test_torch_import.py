@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.paths import PARITY_FIXTURE as FIXTURE, config
+from tests.paths import PARITY_FIXTURE as FIXTURE, config as config_path
 from tests.test_parity import TOLERANCE
 from vocal_remover_jax.cli import main as cli_main
 
@@ -36,8 +36,8 @@ def test_import_torch_round_trip(tmp_path):
     ref_config, x, want_mask, want_is_next, state_dict = _unet_fixture()
     pth = tmp_path / "reference.pth"
     torch.save({"state_dict": {k: torch.from_numpy(v) for k, v in state_dict.items()}}, pth)
-    out = tmp_path / "imported.vrj"
-    args = ["import-torch", str(pth), "--config", config("model.py:tiny"), "--out", str(out)] + _overrides(ref_config)
+    out = tmp_path / "imported.safetensors"
+    args = ["import-torch", str(pth), "--config", config_path("model.py:tiny"), "--out", str(out)] + _overrides(ref_config)
     assert cli_main(args) == 0
 
     params, config = load_model_file(str(out))
@@ -56,10 +56,10 @@ def test_import_torch_names_the_offending_key(tmp_path):
     state_dict[key] = state_dict[key][:, :-1]
     pth = tmp_path / "broken.pth"
     torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state_dict.items()}, pth)
-    args = ["import-torch", str(pth), "--config", config("model.py:tiny"), "--out", str(tmp_path / "x.vrj")]
+    args = ["import-torch", str(pth), "--config", config_path("model.py:tiny"), "--out", str(tmp_path / "x.safetensors")]
     with pytest.raises(SystemExit, match=key.replace(".", r"\.")):
         cli_main(args + _overrides(ref_config))
     with pytest.raises(SystemExit, match="not a readable PyTorch checkpoint"):
         (tmp_path / "junk.pth").write_bytes(b"not a pickle")
-        cli_main(["import-torch", str(tmp_path / "junk.pth"), "--config", config("model.py:tiny"),
+        cli_main(["import-torch", str(tmp_path / "junk.pth"), "--config", config_path("model.py:tiny"),
                   "--out", str(tmp_path / "y.vrj")])

@@ -136,6 +136,15 @@ def vocals(seconds: float, sample_rate: int, seed: SeedLike) -> np.ndarray:
     return np.stack([out, width * out]).astype(np.float32)
 
 
+# Independent random streams of one dataset seed, by purpose: which set of songs, which part.
+_SONG_SETS = {"stems": 0, "musdb": 1}  # the MUSDB-style songs are other songs than the stems'
+_PARTS = {"instrumental": 0, "vocals": 1}
+
+
+def _stream(seed: int, song_set: str, index: int, part: str) -> tuple[int, int, int, int]:
+    return seed, _SONG_SETS[song_set], index, _PARTS[part]
+
+
 def write_synthetic_dataset(
     root: str, n_tracks: int = 4, seconds: float = 8.0, sample_rate: int = 22050, seed: int = 0
 ) -> dict[str, str]:
@@ -144,13 +153,14 @@ def write_synthetic_dataset(
     - `instrumental/track_XXX.wav` and `vocals/track_XXX.wav`: stems of the same songs;
     - `mixtures/` + `instruments/`: the paired layout (mixture = instrumental + vocals);
     - `musdb/track_XXX/{mixture,vocals,drums,bass,other}.wav`: MUSDB18-HQ style, from other
-      seeds than the tracks above, so it can serve as held-out evaluation data.
+      random streams than the tracks above, so it can serve as held-out evaluation data.
     Stems share one gain per song, so a mixture is the sum of its stems (up to 16-bit rounding), peak 0.9.
     """
     dirs = {name: os.path.join(root, name) for name in ("instrumental", "vocals", "mixtures", "instruments", "musdb")}
     for i in range(n_tracks):
         name = f"track_{i:03d}"
-        inst, vox = instrumental(seconds, sample_rate, (seed, i, 0)), vocals(seconds, sample_rate, (seed, i, 1))
+        inst = instrumental(seconds, sample_rate, _stream(seed, "stems", i, "instrumental"))
+        vox = vocals(seconds, sample_rate, _stream(seed, "stems", i, "vocals"))
         gain = 0.9 / max(np.abs(inst + vox).max(), np.abs(inst).max(), np.abs(vox).max(), 1e-6)
         inst, vox = inst * gain, vox * gain
         write_audio(os.path.join(dirs["instrumental"], f"{name}.wav"), inst, sample_rate)
@@ -158,8 +168,8 @@ def write_synthetic_dataset(
         write_audio(os.path.join(dirs["mixtures"], f"{name}.wav"), inst + vox, sample_rate)
         write_audio(os.path.join(dirs["instruments"], f"{name}.wav"), inst, sample_rate)
 
-        stems = instrumental_stems(seconds, sample_rate, (seed, 1000 + i, 0))
-        stems["vocals"] = vocals(seconds, sample_rate, (seed, 1000 + i, 1))
+        stems = instrumental_stems(seconds, sample_rate, _stream(seed, "musdb", i, "instrumental"))
+        stems["vocals"] = vocals(seconds, sample_rate, _stream(seed, "musdb", i, "vocals"))
         mixture = sum(stems.values())
         gain = 0.9 / max(np.abs(mixture).max(), *(np.abs(s).max() for s in stems.values()), 1e-6)
         for stem, wave in {**stems, "mixture": mixture}.items():

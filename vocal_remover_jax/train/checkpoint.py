@@ -75,7 +75,17 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 
 def restore_params(workdir: str, step: int | None = None) -> tuple[dict, ml_collections.ConfigDict]:
     """The generator's parameters of a workdir's checkpoint (latest, or `step`), on the host,
-    without the optimizer or the critic; and the run's config."""
+    without the optimizer or the critic; and the run's config.
+
+    `workdir` may also be a model file (from `export` or `import-torch`): its parameters and its
+    model/audio config, so finetuning can start from either (`config.init_from`).
+    """
+    if os.path.isfile(workdir):
+        from vocal_remover_jax.inference.model_file import load_model_file
+
+        if step is not None:
+            raise ValueError(f"{workdir} is a model file: it has no checkpoint steps")
+        return load_model_file(workdir)
     config = load_config(workdir)
     directory = os.path.join(os.path.abspath(workdir), "checkpoints")
     steps = ocp.utils.checkpoint_steps(directory) if os.path.isdir(directory) else []

@@ -13,15 +13,11 @@ METRICS_FILE = "metrics.jsonl"
 class MetricWriter:
     def __init__(self, workdir: str, enabled: bool = True):
         self.enabled = enabled
-        self._tb = None
         if enabled:
-            self._jsonl = open(os.path.join(workdir, METRICS_FILE), "a")
-            try:
-                import tensorflow as tf  # optional: the trainer runs without TensorBoard
+            import tensorflow as tf  # the train extra's; imported only by a writing process
 
-                self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
-            except ImportError:
-                self._tb = None
+            self._jsonl = open(os.path.join(workdir, METRICS_FILE), "a")
+            self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
 
     def write(self, step: int, metrics: dict, total_steps: int, prefix: str = "") -> None:
         if not self.enabled or not metrics:
@@ -29,24 +25,22 @@ class MetricWriter:
         values = {prefix + k: float(v) for k, v in metrics.items()}
         self._jsonl.write(json.dumps({"step": step, **values}) + "\n")
         self._jsonl.flush()
-        if self._tb is not None:
-            import tensorflow as tf
+        import tensorflow as tf
 
-            # tf.summary.scalar needs the tensorboard package; the raw op with the scalars
-            # plugin's metadata writes the same event without it.
-            metadata = tf.compat.v1.SummaryMetadata(
-                plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="scalars"))
-            with self._tb.as_default(step=step):
-                for k, v in values.items():
-                    tf.summary.write(k, tf.constant(v, tf.float32), metadata=metadata)
+        # tf.summary.scalar needs the tensorboard package; the raw op with the scalars
+        # plugin's metadata writes the same event without it.
+        metadata = tf.compat.v1.SummaryMetadata(
+            plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="scalars"))
+        with self._tb.as_default(step=step):
+            for k, v in values.items():
+                tf.summary.write(k, tf.constant(v, tf.float32), metadata=metadata)
         shown = " ".join(f"{k}={v:.4g}" for k, v in values.items())
         print(f"[{step}/{total_steps}] {shown}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.enabled:
             self._jsonl.close()
-            if self._tb is not None:
-                self._tb.close()
+            self._tb.close()
 
 
 def read_metrics(workdir: str) -> list[dict]:
