@@ -56,7 +56,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.configs:
             config = load_config(f"{CONFIGS}:{name}")
-            model = os.path.join(tmp, f"{name}.vrj")
+            model = os.path.join(tmp, f"{name}.safetensors")
             save_model_file(model, random_params(config.model), config)
             net = network(config, args.batch_size or default_batch(), args.reps)
             print(f"[{name}] network: {net['seconds_per_call']:.3f} s per call of {net['batch']} crop(s), "

@@ -62,4 +62,4 @@ def test_import_torch_names_the_offending_key(tmp_path):
     with pytest.raises(SystemExit, match="not a readable PyTorch checkpoint"):
         (tmp_path / "junk.pth").write_bytes(b"not a pickle")
         cli_main(["import-torch", str(tmp_path / "junk.pth"), "--config", config_path("model.py:tiny"),
-                  "--out", str(tmp_path / "y.vrj")])
+                  "--out", str(tmp_path / "y.safetensors")])

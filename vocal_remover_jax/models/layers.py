@@ -170,6 +170,7 @@ def is_next_head(x: jax.Array, *, bias: bool, dtype: Dtype, param_dtype: Dtype) 
 
 
 def check_input(x: jax.Array, n_fft: int, cropsize: int | None, channels: int) -> None:
+    """A wrong input shape fails here with the shape expected, not deep inside a convolution."""
     expected = (cropsize if cropsize else x.shape[1], n_fft // 2 + 1, channels)
     if x.ndim != 4 or tuple(x.shape[1:]) != expected:
         raise ValueError(
