@@ -136,13 +136,13 @@ def vocals(seconds: float, sample_rate: int, seed: SeedLike) -> np.ndarray:
     return np.stack([out, width * out]).astype(np.float32)
 
 
-# Independent random streams of one dataset seed, by purpose: which set of songs, which part.
-_SONG_SETS = {"stems": 0, "musdb": 1}  # the MUSDB-style songs are other songs than the stems'
+# Independent random streams of one dataset seed, by purpose: which song, which part of it.
+_FIRST_SONG = {"stems": 0, "musdb": 1000}  # the MUSDB-style songs are other songs than the stems'
 _PARTS = {"instrumental": 0, "vocals": 1}
 
 
-def _stream(seed: int, song_set: str, index: int, part: str) -> tuple[int, int, int, int]:
-    return seed, _SONG_SETS[song_set], index, _PARTS[part]
+def _stream(seed: int, song_set: str, index: int, part: str) -> tuple[int, int, int]:
+    return seed, _FIRST_SONG[song_set] + index, _PARTS[part]
 
 
 def write_synthetic_dataset(

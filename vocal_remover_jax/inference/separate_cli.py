@@ -115,7 +115,8 @@ def separate_file(separator, source: str, out_dir: str, args: argparse.Namespace
     stems = STEMS if args.stems == "both" else (args.stems,)
     suffix = {"instruments": args.instruments_suffix, "vocals": args.vocals_suffix}
     outputs = {s: os.path.join(out_dir, f"{name}{suffix[s]}.{args.format}") for s in stems}
-    for path in outputs.values():
+    picture = os.path.join(out_dir, f"{name}_Spectrograms.png") if args.output_image else None
+    for path in [*outputs.values(), *([picture] if picture else [])]:
         if os.path.abspath(path) == os.path.abspath(source):
             raise ValueError(f"output {path} would overwrite the input")
         if os.path.exists(path) and not args.overwrite:
@@ -143,7 +144,6 @@ def separate_file(separator, source: str, out_dir: str, args: argparse.Namespace
     if images is not None:
         from vocal_remover_jax.inference.images import write_spectrogram_image
 
-        picture = os.path.join(out_dir, f"{name}_Spectrograms.png")
         write_spectrogram_image(picture, np.concatenate(images, axis=1), separator.sample_rate,
                                 separator.chunks.hop_length, title=os.path.basename(source))
         written.append(picture)
