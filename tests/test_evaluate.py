@@ -71,7 +71,7 @@ def dataset(tmp_path_factory):
     return root
 
 
-def test_find_tracks(dataset):
+def test_find_reference_tracks(dataset):
     tracks = find_reference_tracks(str(dataset))
     assert [t.name for t in tracks] == ["extra/live", "test/Artist - Song", "test/Other - Tune"]
     assert len(tracks[1].instrumental) == 3 and tracks[0].instrumental[0].endswith("live_instrumental.wav")

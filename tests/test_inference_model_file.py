@@ -2,6 +2,8 @@
 kind of bad file."""
 
 import json
+import os
+import stat
 import struct
 
 import numpy as np
@@ -103,9 +105,14 @@ def test_parameters_of_another_model_are_refused(tmp_path, tiny):
         load_model_file(path)
 
 
-def test_save_is_atomic_and_leaves_no_temporaries(tmp_path, tiny):
+def test_save_is_atomic_leaves_no_temporaries_and_follows_the_umask(tmp_path, tiny):
     _, params, config_ = tiny
     path = tmp_path / "m.safetensors"
     save_model_file(str(path), params, config_)
-    save_model_file(str(path), params, config_)
+    old = os.umask(0o027)
+    try:
+        save_model_file(str(path), params, config_)
+    finally:
+        os.umask(old)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640

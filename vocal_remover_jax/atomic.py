@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,12 +15,15 @@ from typing import Any
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
     """Yields a temporary path in `path`'s folder (created if needed) with the same extension;
-    it replaces `path` when the block ends and is removed if the block raises."""
+    it replaces `path` when the block ends and is removed if the block raises. The result has the
+    mode a plain `open` gives (0666 minus the umask), whatever the writer did to the temporary."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     tmp = _create_temporary(directory, os.path.splitext(path)[1])
+    mode = stat.S_IMODE(os.stat(tmp).st_mode)
     try:
         yield tmp
+        os.chmod(tmp, mode)  # some writers (safetensors) replace the file with a private one
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
