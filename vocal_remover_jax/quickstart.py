@@ -67,7 +67,8 @@ def run_quickstart(workdir: str, *, tracks: int = 12, seconds: float = 20.0, pre
     with stage("prepare records"):
         prepare_records(paths["records"], instrumental=[os.path.join(paths["audio"], "instrumental")],
                         vocals=[os.path.join(paths["audio"], "vocals")], sample_rate=audio.sample_rate,
-                        n_fft=audio.n_fft, hop_length=audio.hop_length, clip_frames=256, tracks_per_shard=4)
+                        n_fft=audio.n_fft, hop_length=audio.hop_length, clip_frames=256, block_frames=16,
+                        tracks_per_shard=4)
     with stage(f"pretrain tiny model ({pretrain_steps} steps)"):
         _run(cli, "train", "--config", f"{CONFIGS / 'pretrain.py'}:tiny", "--workdir", paths["pretrain"],
              f"--config.data.records={paths['records']}", f"--config.total_steps={pretrain_steps}")

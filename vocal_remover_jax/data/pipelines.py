@@ -343,22 +343,25 @@ def epoch_examples(records_dir: str, mode: str, split: str = "train") -> int:
 
 def eval_batches(records_dir, cfg, mode: str, *, batch_size, process_index=None, process_count=None,
                  split="validation", audio=None, seed: int = 0) -> Iterator[dict]:
-    """Finite and the same on every run. Finetuning: every validation pair clip tiled into crops.
-    Pretraining: one crop per validation clip with a fixed is_next plan. Every host yields the
-    same number of batches; padding and crops past a clip's end have `valid` False."""
+    """Finite and the same on every run. Finetuning: every validation pair clip, and every
+    instrumental clip with a vocal clip mixed in (one fixed draw), tiled into crops. Pretraining:
+    one crop per validation clip with a fixed is_next plan. Every host yields the same number of
+    batches; padding and crops past a clip's end have `valid` False."""
     pi, pc = _host(process_index, process_count)
     man = _load(records_dir, cfg, audio)
-    F, roles = cfg.cropsize, (("pairs",) if mode == "finetune" else mf.PRETRAIN_ROLES)
-    per_clip = -(-man["clip_frames"] // F) if mode == "finetune" else 1
-    tables = [clip_table(records_dir, man, roles, split, p, pc, cfg.get("verify_checksums", True) and p == pi)
-              for p in range(pc)]
-    n_batches = max(-(-len(t) * per_clip // batch_size) for t in tables)
-    table = tables[pi]
-    for t in tables:
-        if t is not table:
-            t.close()
+    F, verify = cfg.cropsize, cfg.get("verify_checksums", True)
+    vocals = clip_table(records_dir, man, ("vocals",), split, pi, pc, verify) if mode == "finetune" else None
     if mode == "finetune":
-        stream = FinetuneStream(table, table, man, cfg, batch_size, seed, pi, pc)
+        roles = mf.FINETUNE_ROLES if len(vocals) else ("pairs",)
+    else:
+        roles = mf.PRETRAIN_ROLES
+    per_clip = -(-man["clip_frames"] // F) if mode == "finetune" else 1
+    sizes = [sum(e["examples"] for r in roles for e in mf.host_shards(
+        [e for e in mf.shards(man, r, split) if e["examples"] > 0], p, pc)) for p in range(pc)]
+    table = clip_table(records_dir, man, roles, split, pi, pc, verify)
+    n_batches = max(-(-n * per_clip // batch_size) for n in sizes)
+    if mode == "finetune":
+        stream = FinetuneStream(table, vocals, man, cfg, batch_size, seed, pi, pc)
     else:
         stream = PretrainStream(table, man, cfg, batch_size, seed, pi, pc)
     items = [(row, k) for row in range(len(table)) for k in range(per_clip)]
@@ -366,19 +369,26 @@ def eval_batches(records_dir, cfg, mode: str, *, batch_size, process_index=None,
         out = stream._empty(batch_size)
         out["valid"] = np.zeros((batch_size,), bool)
         for j, (row, k) in enumerate(items[b * batch_size : (b + 1) * batch_size]):
-            g = b * batch_size + j
-            out["index"][j] = _index_words((pi << 40) + g)
-            rng = plan_rng(seed, EVAL_PLAN, (pi << 40) + g)
-            if mode == "finetune":
-                valid = k * F < table.frames[row]
-                if valid:
-                    length = min(F, man["clip_frames"] - k * F)
-                    table.read(row, 1, k * F, out["instrumental"][j, :length])
-                    table.read(row, 0, k * F, out["other"][j, 0, :length])
-                    out["instrumental_coef"][j] = out["other_coef"][j] = table.coef[row]
-                    out["is_pair"][j] = 1
-                out["valid"][j] = valid
-            else:
+            g = (pi << 40) + b * batch_size + j
+            out["index"][j] = _index_words(g)
+            rng = plan_rng(seed, EVAL_PLAN, g)
+            if mode == "pretrain":
                 out["is_next"][j] = stream.example(row, rng, out["crop"][j])
                 out["valid"][j] = True
+                continue
+            out["valid"][j] = valid = k * F < table.frames[row]
+            if not valid:
+                continue
+            length = min(F, man["clip_frames"] - k * F)
+            out["instrumental_coef"][j] = out["other_coef"][j] = table.coef[row]
+            if table.roles[table.role[row]] == "pairs":
+                table.read(row, 1, k * F, out["instrumental"][j, :length])
+                table.read(row, 0, k * F, out["other"][j, 0, :length])
+                out["is_pair"][j] = 1
+            else:
+                table.read(row, 0, k * F, out["instrumental"][j, :length])
+                v = int(rng.integers(len(vocals)))
+                vocals.read(v, 0, k * F, out["other"][j, 0, :length])
+                out["other_coef"][j, 0] = vocals.coef[v]
+                out["vocal_count"][j] = 1
         yield out
