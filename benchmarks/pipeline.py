@@ -110,7 +110,10 @@ def device(kind: str, cropsize: int, batch_size: int, repeats: int) -> dict:
 
     cfg = pipelines.default_data_config(kind)
     cfg.cropsize = cropsize
-    fn = (lambda b: augment.pretrain_batch(cfg, 0, b, 1e6)) if kind == "pretrain" else (lambda b: augment.finetune_batch(cfg, 0, b))
+    if kind == "pretrain":
+        fn = lambda b: augment.pretrain_batch(cfg, 0, b, warmup_examples=1e6)  # noqa: E731
+    else:
+        fn = lambda b: augment.finetune_batch(cfg, 0, b)  # noqa: E731
     raw = jax.device_put(_raw(kind, batch_size, cropsize, 1025))
     compiled = jax.jit(fn).lower(raw).compile()
     cost = compiled.cost_analysis()

@@ -280,7 +280,8 @@ def test_eval_is_padded_and_equal_across_hosts(records):
         total = sum(counts.get(r, {}).get("validation", 0) for r in roles) * (2 if kind == "finetune" else 1)
         assert 0 < sum(b["valid"].sum() for r in runs for b in r) <= total
         if kind == "finetune":  # validation instrumentals get a vocal mixed in, pairs are as they are
-            flags = {(int(b["is_pair"][i]), int(b["vocal_count"][i])) for r in runs for b in r for i in np.flatnonzero(b["valid"])}
+            flags = {(int(b["is_pair"][i]), int(b["vocal_count"][i]))
+                     for r in runs for b in r for i in np.flatnonzero(b["valid"])}
             assert flags == {(1, 0), (0, 1)}
         again = list(pipelines.eval_batches(records[0], cfg, kind, batch_size=3, process_index=0, process_count=2))
         for key in again[0]:

@@ -55,7 +55,8 @@ def load_manifest(records_dir: str, audio: Mapping[str, int] | None = None) -> d
     except (OSError, json.JSONDecodeError) as error:
         raise ManifestError(f"{path}: unreadable manifest ({error})") from error
     if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-        raise ManifestError(f"{path}: not a version-{VERSION} {FORMAT} manifest")
+        raise ManifestError(f"{path}: not a version-{VERSION} {FORMAT} manifest (version {manifest.get('version')}: "
+                            f"records from an older release; re-run prepare into a new folder)")
     if audio is not None:
         check_audio_settings(manifest, audio, path)
     return manifest

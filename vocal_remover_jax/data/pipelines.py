@@ -157,7 +157,8 @@ def clip_table(records_dir: str, man: dict, roles, split: str, pi: int, pc: int,
             cols["stems"].append(np.full(n, len(mf.ROLES[role])))
             cols["role"].append(np.full(n, r))
             track_base += len(entry["tracks"])
-            readers.append(records.ShardReader(os.path.join(records_dir, entry["file"]), man["block_frames"], man["bins"]))
+            path = os.path.join(records_dir, entry["file"])
+            readers.append(records.ShardReader(path, man["block_frames"], man["bins"]))
     arrays = {k: (np.concatenate(v) if v else np.zeros(0, np.int64)) for k, v in cols.items()}
     return ClipTable(readers=readers, roles=tuple(roles), blocks_per_clip=man["clip_frames"] // man["block_frames"],
                      **arrays)
