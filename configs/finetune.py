@@ -9,4 +9,7 @@ from vocal_remover_jax.train.config_defaults import training_config
 
 
 def get_config(arg: str = "tiny"):
-    return training_config("finetune", arg)
+    config = training_config("finetune", arg)
+    config.optimizer.learning_rate = 1e-3  # the reference's train.py: AdamW with AMSGrad at 1e-3
+    config.optimizer.amsgrad = True
+    return config

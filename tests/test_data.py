@@ -28,7 +28,8 @@ def records(tmp_path_factory):
     mono = synthetic.instrumental(3.0, 22050, 99)[0]
     sf.write(os.path.join(inst, "mono22k.flac"), 0.5 * mono / np.abs(mono).max(), 22050)
     out = str(root / "records")
-    result = prepare_records(out, instrumental=[inst], vocals=[dirs["vocals"]], musdb=[dirs["musdb"]], clip_frames=128,
+    result = prepare_records(out, instrumental=[inst], vocals=[dirs["vocals"]], musdb=[dirs["musdb"]],
+                             mixtures_only=[dirs["mixtures"]], clip_frames=128, block_frames=16,
                              tracks_per_shard=1, validation_fraction=0.25, progress=False, **AUDIO)
     return out, result
 
@@ -54,7 +55,8 @@ def test_rerun_resumes_without_rewriting(records, tmp_path):
     before = os.stat(kept).st_mtime_ns
     audio_root = os.path.dirname(result.skipped[0].path).rsplit(os.sep, 1)[0]
     again = prepare_records(copy, instrumental=[os.path.join(audio_root, "instrumental")], vocals=[os.path.join(audio_root, "vocals")],
-                            musdb=[os.path.join(audio_root, "musdb")], clip_frames=128, tracks_per_shard=1,
+                            musdb=[os.path.join(audio_root, "musdb")], mixtures_only=[os.path.join(audio_root, "mixtures")],
+                            clip_frames=128, block_frames=16, tracks_per_shard=1,
                             validation_fraction=0.25, progress=False, **AUDIO)
     assert os.stat(kept).st_mtime_ns == before
     assert again.manifest["sets"] == result.manifest["sets"]
@@ -79,8 +81,9 @@ def test_checksum_and_truncation_errors_name_the_shard(records, tmp_path):
     from vocal_remover_jax.data import pipelines
 
     cfg = pipelines.default_data_config("finetune")
+    cfg.cropsize = 64
     with pytest.raises(mf.ManifestError, match="truncated") as info:
-        pipelines.finetune_dataset(copy, cfg, batch_size=2, seed=0, process_index=0, process_count=1)
+        pipelines.finetune_stream(copy, cfg, batch_size=2, seed=0, process_index=0, process_count=1)
     assert entry["file"] in str(info.value)
 
 
@@ -97,88 +100,192 @@ def test_hosts_read_disjoint_shards_covering_all(records):
     assert files[0] | files[1] == {e["file"] for e in entries}
 
 
-def _cfg(kind):
+def _cfg(kind, **overrides):
     from vocal_remover_jax.data import pipelines
 
     cfg = pipelines.default_data_config(kind)
     cfg.cropsize = 64
+    cfg.verify_checksums = False
+    cfg.update(overrides)
     return cfg
 
 
-def test_pretrain_mask_rates(records):
+def _stream(records, kind, **kwargs):
     from vocal_remover_jax.data import pipelines
 
-    cfg = _cfg("pretrain")
-    cfg.token_size = 2
-    ds = pipelines.pretrain_dataset(records[0], cfg, batch_size=16, seed=5, process_index=0, process_count=1)
-    batches = list(ds.take(8).as_numpy_iterator())
-    kind = np.concatenate([b["mask_kind"][:, ::2] for b in batches])  # one entry per token
+    make = pipelines.pretrain_stream if kind == "pretrain" else pipelines.finetune_stream
+    options = dict(batch_size=4, seed=7, process_index=0, process_count=1)
+    options.update(kwargs)
+    return make(records[0], _cfg(kind, workers=1, prefetch=1), **options)
+
+
+def test_shuffle_visits_every_example_once_per_epoch_not_in_file_order(records):
+    stream = _stream(records, "pretrain")
+    n = len(stream.table)
+    first, second = [[stream.clip_at(e * n + i, n) for i in range(n)] for e in range(2)]
+    assert sorted(first) == list(range(n)) and sorted(second) == list(range(n))
+    assert first != list(range(n)) and first != second
+    # consecutive examples come from many tracks and roles, not blocks of one track
+    assert len(set(stream.table.track[first[:8]])) >= 4
+    assert len(set(stream.table.role[first[: n // 2]])) == len(set(stream.table.role))
+    # the batches read those clips: each example's crop is a crop of its clip
+    batch = next(stream.batches(0))
+    assert batch["crop"].shape == (4, 64, 129, 2, 2) and np.abs(batch["crop"]).max() > 0
+
+
+@pytest.mark.parametrize("kind", ["pretrain", "finetune"])
+def test_resume_matches_uninterrupted_and_costs_the_same_at_any_position(records, kind):
+    full = _stream(records, kind)
+    n = len(full.table)
+    wanted = {8: None, 4 * ((3 * n) // 4) + 8: None}  # early in epoch 0, and about three epochs later
+    reads = {}
+    spent = lambda s: s.table.records_read + (s.vocals.records_read if kind == "finetune" else 0)
+    it = full.batches(0)
+    for position in range(0, max(wanted) + 4, 4):
+        before = spent(full)
+        batch = next(it)
+        after = spent(full)
+        if position in wanted:
+            wanted[position], reads[position] = batch, after - before
+    for position, batch in wanted.items():
+        resumed = _stream(records, kind)
+        again = next(resumed.batches(position))
+        for key in batch:
+            np.testing.assert_array_equal(again[key], batch[key], err_msg=f"{key} at {position}")
+        assert spent(resumed) == reads[position], (position, spent(resumed), reads[position])  # nothing before
+    other = next(_stream(records, kind, seed=8).batches(8))
+    crop = "crop" if kind == "pretrain" else "instrumental"
+    assert not np.array_equal(other[crop], wanted[8][crop])
+
+
+def test_mixtures_only_songs_never_reach_finetuning(records):
+    out, result = records
+    assert result.manifest["counts"]["mixtures"]["train"] > 0
+    stream = _stream(records, "finetune", batch_size=8)
+    opened = [r.path for r in stream.table.readers + stream.vocals.readers]
+    assert opened and not any(f"{os.sep}mixtures{os.sep}" in p for p in opened)
+    assert "mixtures" not in stream.table.roles
+    it = stream.batches(0)
+    for _ in range(3):
+        next(it)
+    assert stream.table.records_read > 0
+    pretrain = _stream(records, "pretrain")
+    assert "mixtures" in pretrain.table.roles
+    rows = [pretrain.clip_at(i, len(pretrain.table)) for i in range(len(pretrain.table))]
+    assert any(pretrain.table.roles[pretrain.table.role[r]] == "mixtures" for r in rows)
+
+
+def test_is_next_negatives_include_hard_ones_and_never_the_clip_itself(records):
+    stream = _stream(records, "pretrain")
+    t = stream.table
+    same = 0
+    for i in range(400):
+        rng = np.random.default_rng(i)
+        row = int(rng.integers(len(t)))
+        other = stream.partner(rng, row)
+        assert other != row
+        same += t.track[other] == t.track[row]
+    assert 0.4 < same / 400 < 0.75  # half hard (same track, nearby), plus chance
+
+
+def _random_raw(kind, b, frames, bins, seed=0):
+    rng = np.random.default_rng(seed)
+    parts = lambda *shape: (rng.standard_normal(shape) * 0.3).astype(np.float16)
+    index = np.stack([np.zeros(b, np.uint32), np.arange(b, dtype=np.uint32) + 1000], 1)
+    if kind == "pretrain":
+        return {"index": index, "crop": parts(b, frames, bins, 2, 2), "is_next": (np.arange(b) % 2).astype(np.int32)}
+    return {"index": index, "instrumental": parts(b, frames, bins, 2, 2), "other": parts(b, 2, frames, bins, 2, 2),
+            "instrumental_coef": rng.uniform(1, 2, b).astype(np.float32),
+            "other_coef": rng.uniform(1, 2, (b, 2)).astype(np.float32),
+            "vocal_count": (np.arange(b) % 3).astype(np.int32), "is_pair": (np.arange(b) % 4 == 3).astype(np.int32)}
+
+
+def test_device_mixtures_are_instrumental_plus_vocals_in_the_complex_domain():
+    import jax
+
+    from vocal_remover_jax.train import augment
+
+    cfg = _cfg("finetune", vocal_rate=1.0, instrumental_only_rate=0.0, mixup_rate=0.0, vocal_channel_drop_rate=0.0)
+    raw = _random_raw("finetune", 12, 8, 9)
+    raw["other"][..., 1, :] = raw["other"][..., 0, :]  # vocals the same in both channels: their swaps are invisible
+    mixture, inst, coef = jax.jit(lambda b: augment.finetune_complex(cfg, 3, b))(raw)
+    mixture, inst, coef = map(np.asarray, (mixture, inst, coef))
+    ci, co = raw["instrumental_coef"], raw["other_coef"]
+    for j in range(12):
+        own = raw["instrumental"][j].astype(np.float32) * ci[j]
+        assert np.allclose(inst[j], own, atol=1e-5) or np.allclose(inst[j], own[..., ::-1, :], atol=1e-5)
+        flipped = not np.allclose(inst[j], own, atol=1e-5)
+        v = raw["other"][j].astype(np.float32) * co[j][:, None, None, None, None]
+        if flipped:
+            v = v[..., ::-1, :]
+        vocals = mixture[j] - inst[j]
+        if raw["is_pair"][j]:
+            np.testing.assert_allclose(mixture[j], v[0], atol=1e-5)
+            assert np.isclose(coef[j], ci[j])
+            continue
+        count = raw["vocal_count"][j]
+        if count == 0:
+            np.testing.assert_allclose(vocals, 0, atol=1e-6)
+            continue
+        basis = np.stack([v[0].ravel(), v[1].ravel()] if count == 2 else [v[0].ravel()], 1)
+        w, *_ = np.linalg.lstsq(basis, vocals.ravel(), rcond=None)
+        np.testing.assert_allclose(basis @ w, vocals.ravel(), atol=1e-4)  # a mix of exactly those stems
+        assert np.all(w > -1e-5) and abs(w.sum() - 1) < 1e-4  # a convex blend
+        assert np.isclose(coef[j], max(ci[j], float(w @ co[j][:count])), rtol=1e-5)
+    out = jax.jit(lambda b: augment.finetune_batch(cfg, 3, b))(raw)
+    magnitude = np.sqrt((mixture.astype(np.float32) ** 2).sum(-1)) / coef[:, None, None, None]
+    np.testing.assert_allclose(np.asarray(out["mixture"]), np.clip(magnitude, 0, 1), atol=1e-5)
+
+
+def test_device_mixtures_mask_rates_and_token_warmup():
+    import jax
+
+    from vocal_remover_jax.train import augment
+
+    cfg = _cfg("pretrain", token_size=2, next_chunk=32)
+    raw = _random_raw("pretrain", 256, 64, 5)
+    out = jax.jit(lambda b: augment.pretrain_batch(cfg, 5, b))(raw)
+    kind = np.asarray(out["mask_kind"])[:, ::2]  # one entry per token
     n = kind.size
     chosen = (kind > 0).mean()
     assert abs(chosen - cfg.mask_rate) < 4 * np.sqrt(cfg.mask_rate * (1 - cfg.mask_rate) / n)
     sel = kind[kind > 0]
     for code, rate in ((2, cfg.noise_rate), (3, cfg.unchanged_rate)):
-        assert abs((sel == code).mean() - rate) < 4 * np.sqrt(rate * (1 - rate) / sel.size) + 1e-9
-    b = batches[0]
-    masked = b["mask_kind"] == 1
+        assert abs((sel == code).mean() - rate) < 4 * np.sqrt(rate * (1 - rate) / sel.size)
+    masked = np.asarray(out["mask_kind"]) == 1
     boundary = cfg.cropsize - cfg.next_chunk
-    masked[:, boundary - cfg.token_size // 2 : boundary + cfg.token_size // 2] = False  # separator token
-    assert np.all(b["input"][masked] == 1.0)
-    assert b["input"].min() >= 0 and b["input"].max() <= 1 and b["target"].max() <= 1
-    is_next = np.concatenate([x["is_next"] for x in batches])
-    assert 0.3 < is_next.mean() < 0.7
+    masked[:, boundary - 1 : boundary + 1] = False  # the separator token
+    x, y = np.asarray(out["input"]), np.asarray(out["target"])
+    assert np.all(x[masked] == 1.0)
+    untouched = np.asarray(out["mask_kind"]) == 0
+    untouched[:, boundary - 1 : boundary + 1] = False
+    np.testing.assert_array_equal(x[untouched], y[untouched])
+    assert 0 <= x.min() and x.max() <= 1
+    np.testing.assert_array_equal(np.asarray(out["is_next"]), raw["is_next"])
+    sizes = np.asarray(augment.token_size(_cfg("pretrain", token_size=8), jax.numpy.asarray(
+        np.array([[0, 0], [0, 1], [0, 50], [0, 100], [1, 0]], np.uint32)), 100.0))
+    assert list(sizes) == [1, 1, 4, 8, 8]
 
 
-def test_finetune_mixture_is_instrumental_plus_vocals(records):
-    import tensorflow as tf
-
-    from vocal_remover_jax.data import pipelines, records as rec
-
-    out, result = records
-    man = result.manifest
-    first = lambda role: next(e["file"] for e in man["sets"][role]["train"] if e["examples"])
-    read = lambda role: next(iter(tf.data.TFRecordDataset(os.path.join(out, first(role)))))
-    inst = rec.decode(read("instrumental"), 1, 128, 129)
-    voc = rec.decode(read("vocals"), 1, 128, 129)
-    cfg = _cfg("finetune")
-    cfg.vocal_rate, cfg.instrumental_only_rate = 1.0, 0.0
-    for i in range(4):
-        mixture, instrumental, coef = pipelines.voxaug_complex(cfg, 0, i, inst, voc, voc)
-        vocals = mixture - instrumental
-        assert float(tf.reduce_max(tf.abs(vocals))) > 0
-        # vocals come from the vocal clip only: zero where that clip is silent at every crop
-        np.testing.assert_allclose((instrumental + vocals).numpy(), mixture.numpy(), atol=1e-5)
-        assert abs(float(coef) - max(float(inst["coef"]), float(voc["coef"]))) < 1e-3 * float(coef)
-    ds = pipelines.finetune_dataset(out, cfg, batch_size=4, seed=0, process_index=0, process_count=1)
-    b = next(ds.as_numpy_iterator())
-    assert b["mixture"].shape == (4, 64, 129, 2) and 0 <= b["mixture"].min() and b["mixture"].max() <= 1
-
-
-@pytest.mark.parametrize("kind", ["pretrain", "finetune"])
-def test_resume_matches_uninterrupted(records, kind):
+def test_eval_is_padded_and_equal_across_hosts(records):
     from vocal_remover_jax.data import pipelines
 
-    cfg = _cfg(kind)
-    make = pipelines.pretrain_dataset if kind == "pretrain" else pipelines.finetune_dataset
-    full = list(make(records[0], cfg, batch_size=4, seed=7, process_index=1, process_count=2).take(6).as_numpy_iterator())
-    resumed = next(make(records[0], cfg, batch_size=4, seed=7, start_example=20, process_index=1, process_count=2).as_numpy_iterator())
-    for key in resumed:
-        np.testing.assert_array_equal(resumed[key], full[5][key])
-    other = next(make(records[0], cfg, batch_size=4, seed=8, start_example=20, process_index=1, process_count=2).as_numpy_iterator())
-    assert not np.array_equal(other[next(iter(other))], resumed[next(iter(resumed))])
-
-
-def test_eval_is_finite_padded_and_equal_across_hosts(records):
-    from vocal_remover_jax.data import pipelines
-
-    cfg = _cfg("finetune")
-    runs = [list(pipelines.eval_dataset(records[0], cfg, batch_size=3, process_index=p, process_count=2).as_numpy_iterator()) for p in range(2)]
-    assert len(runs[0]) == len(runs[1]) > 0
-    total = sum(records[1].manifest["counts"]["pairs"]["validation"] for _ in [0]) * 2  # 128 frames -> 2 crops
-    assert sum(len(b["valid"]) for r in runs for b in r) >= total
-    assert sum(b["valid"].sum() for r in runs for b in r) <= total
-    again = list(pipelines.eval_dataset(records[0], cfg, batch_size=3, process_index=0, process_count=2).as_numpy_iterator())
-    np.testing.assert_array_equal(again[0]["mixture"], runs[0][0]["mixture"])
+    for kind in ("finetune", "pretrain"):
+        cfg = _cfg(kind)
+        runs = [list(pipelines.eval_batches(records[0], cfg, kind, batch_size=3, process_index=p, process_count=2))
+                for p in range(2)]
+        assert len(runs[0]) == len(runs[1]) > 0
+        counts = records[1].manifest["counts"]
+        roles = ("instrumental", "pairs") if kind == "finetune" else ("instrumental", "pairs", "mixtures")
+        total = sum(counts.get(r, {}).get("validation", 0) for r in roles) * (2 if kind == "finetune" else 1)
+        assert 0 < sum(b["valid"].sum() for r in runs for b in r) <= total
+        if kind == "finetune":  # validation instrumentals get a vocal mixed in, pairs are as they are
+            flags = {(int(b["is_pair"][i]), int(b["vocal_count"][i]))
+                     for r in runs for b in r for i in np.flatnonzero(b["valid"])}
+            assert flags == {(1, 0), (0, 1)}
+        again = list(pipelines.eval_batches(records[0], cfg, kind, batch_size=3, process_index=0, process_count=2))
+        for key in again[0]:
+            np.testing.assert_array_equal(again[0][key], runs[0][0][key])
 
 
 def test_tfds_builder_reads_records(records, tmp_path):
@@ -192,16 +299,3 @@ def test_tfds_builder_reads_records(records, tmp_path):
     assert builder.info.splits["train_pairs"].num_examples == n
     ex = next(iter(builder.as_dataset(split=tfds.split_for_jax_process("train_pairs")).take(1)))
     assert tuple(ex["spec"].shape) == (2, 128, 129, 2, 2)
-
-
-def test_pretraining_reads_both_roles_in_proportion():
-    """Instrumental clips and pairs interleave by a fixed pattern; a resumed stream starts each
-    role where the uninterrupted one would be."""
-    from vocal_remover_jax.data.pipelines import role_of_example, role_position
-
-    counts = [7, 3]
-    roles = [role_of_example(i, counts) for i in range(1000)]
-    assert sum(roles) == 300 and set(roles) == {0, 1}
-    for start in (0, 1, 9, 10, 11, 537):
-        assert role_position(start, 1, counts) == sum(roles[:start])
-        assert role_position(start, 0, counts) == start - sum(roles[:start])

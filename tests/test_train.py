@@ -60,10 +60,14 @@ def test_loss_falls_on_prepared_records(tmp_path, mode, prepared_records):
     """Logged every 10 steps, each value the mean over its 10 steps (real batches vary a lot)."""
     run(tmp_path, mode, "--config.data.source=records", f"--config.data.records={prepared_records}",
         "--config.audio.hop_length=32", "--config.total_steps=40", "--config.optimizer.learning_rate=1e-2",
-        "--config.log_every_steps=10", "--config.checkpoint.every_steps=40", "--config.eval_every_steps=0")
+        "--config.log_every_steps=10", "--config.checkpoint.every_steps=40", "--config.eval_every_steps=40")
     history = losses(tmp_path, "l1")
     assert len(history) == 4
     assert history[-1] < 0.7 * history[0], history
+    # validation runs in every mode: masked L1 (+ is_next accuracy when pretraining) on the validation split
+    evaluated = [m for m in read_metrics(tmp_path) if "eval/l1" in m]
+    assert [m["step"] for m in evaluated] == [40]
+    assert ("eval/sdr_magnitude" if mode == "finetune" else "eval/is_next_accuracy") in evaluated[0]
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):

@@ -85,3 +85,17 @@ def test_accumulated_gan_step_matches_one_batch(gan):
         np.testing.assert_allclose(float(m2[key]), float(m1[key]), rtol=1e-5, err_msg=key)
     _close(two.params, one.params)
     _close(two.disc_params, one.disc_params)
+
+
+def test_compounding_decay_matches_the_reference_recurrence():
+    """The reference's scheduler: lr_k = (lr_{k-1} - end) * (1 - k/N)^p + end, step by step."""
+    from vocal_remover_jax.train.optim import compounding_decay
+
+    start, end, power, n = 1e-3, 1e-7, 1.5, 200
+    schedule = compounding_decay(start, end, power, n)
+    lr, expected = start, []
+    for k in range(1, n + 5):
+        lr = (lr - end) * max(1 - k / n, 0.0) ** power + end
+        expected.append(lr)
+    np.testing.assert_allclose([float(schedule(k)) for k in range(1, n + 5)], expected, rtol=1e-3, atol=1e-12)
+    assert float(schedule(0)) == pytest.approx(start)

@@ -65,7 +65,7 @@ def run_quickstart(workdir: str, *, tracks: int = 12, seconds: float = 20.0, pre
                                           sample_rate=audio.sample_rate, seed=seed + 1)
     with stage("prepare records"):
         _run(cli, "prepare", "--out", paths["records"], "--instrumental", os.path.join(paths["audio"], "instrumental"),
-             "--vocals", os.path.join(paths["audio"], "vocals"), "--preset", "tiny", "--clip-frames", "256",
+             "--vocals", os.path.join(paths["audio"], "vocals"), "--preset", "tiny", "--clip-frames", "256", "--block-frames", "16",
              "--tracks-per-shard", "4")
     with stage(f"pretrain tiny model ({pretrain_steps} steps)"):
         _run(cli, "train", "--config", f"{CONFIGS / 'pretrain.py'}:tiny", "--workdir", paths["pretrain"],

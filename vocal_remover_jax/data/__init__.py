@@ -1,1 +1,1 @@
-"""Records, manifests, synthetic audio and the tf.data pipelines (training side only)."""
+"""Records, manifests, synthetic audio and the host side of the training input (training side only)."""

@@ -1,9 +1,9 @@
-"""`manifest.json` of a records directory: settings, shard lists, counts and checksums.
+"""`manifest.json` of a records directory: settings, shard lists, clip index and checksums.
 
 Readers trust nothing but the manifest: it fixes the STFT settings (checked against the
-config), the clip shape, and per shard the record count, byte size and sha256, so each
-host can plan its share of the data and its resume position without reading any shard.
-No TensorFlow here: planning is cheap and also used by tools that never touch tf.data.
+config), the block and clip shapes, and per shard the byte size, sha256 and the index of its
+clips (first record, real frames, peak, track, position in the track), so each host plans
+its share of the data, its epoch order and any resume position without reading a shard.
 """
 
 from __future__ import annotations
@@ -15,13 +15,16 @@ from collections.abc import Mapping, Sequence
 
 MANIFEST = "manifest.json"
 FORMAT = "vocal-remover-jax/records"
-VERSION = 1
-# role -> stems stored per record, in order.
+VERSION = 2
+# role -> stems stored per clip, in order. `mixtures` are songs without stems: pretraining only.
 ROLES: dict[str, tuple[str, ...]] = {
     "instrumental": ("instrumental",),
     "vocals": ("vocals",),
     "pairs": ("mixture", "instrumental"),
+    "mixtures": ("mixture",),
 }
+PRETRAIN_ROLES = ("instrumental", "pairs", "mixtures")
+FINETUNE_ROLES = ("instrumental", "pairs")  # + vocals, mixed in
 SPLITS = ("train", "validation")
 
 
@@ -30,7 +33,7 @@ class ManifestError(ValueError):
 
 
 def shard_name(role: str, split: str, index: int, count: int) -> str:
-    return f"{role}/{split}-{index:05d}-of-{count:05d}.tfrecord"
+    return f"{role}/{split}-{index:05d}-of-{count:05d}.array_record"
 
 
 def sha256_file(path: str, chunk: int = 1 << 22) -> str:
@@ -52,7 +55,8 @@ def load_manifest(records_dir: str, audio: Mapping[str, int] | None = None) -> d
     except (OSError, json.JSONDecodeError) as error:
         raise ManifestError(f"{path}: unreadable manifest ({error})") from error
     if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-        raise ManifestError(f"{path}: not a version-{VERSION} {FORMAT} manifest")
+        raise ManifestError(f"{path}: not a version-{VERSION} {FORMAT} manifest (version {manifest.get('version')}: "
+                            f"records from an older release; re-run prepare into a new folder)")
     if audio is not None:
         check_audio_settings(manifest, audio, path)
     return manifest
@@ -66,7 +70,9 @@ def check_audio_settings(manifest: Mapping, audio: Mapping[str, int], where: str
 
 
 def shards(manifest: Mapping, role: str, split: str) -> list[dict]:
-    """Shard entries (`file`, `examples`, `bytes`, `sha256`) of one role and split, in order."""
+    """Shard entries (`file`, `examples`, `records`, `bytes`, `sha256`, `tracks`, `clips`) of one
+    role and split, in order. `clips` holds per clip `record` (its first), `frames`, `coef`,
+    `track` (index into `tracks`) and `position` (clip number within its track)."""
     return list(manifest["sets"].get(role, {}).get(split, []))
 
 

@@ -1,36 +1,44 @@
-"""tf.data pipelines for pretraining, finetuning and evaluation, per host, resumable.
+"""Host side of the training input: read, decode and crop, nothing else.
 
-Determinism contract: example `i` of a stream is a pure function of (seed, i, this host's
-shards). Record streams visit the host's shards epoch by epoch in a seeded order, reading
-a few shards round-robin (deterministic interleave); every random choice of example `i`
-(crop, swaps, masks, partner clips, mixing weights) comes from stateless RNG seeded with
-`(seed, purpose, i)`. So `start_example=N` rebuilds exactly the stream an uninterrupted
-iterator shows after N examples, with no iterator state to checkpoint (the price: a
-restart re-reads at most one epoch of this host's records to reach its position).
+Every spectrogram computation (magnitudes, normalisation, vocal mixing, swaps, mixup, token
+masks, the separator) happens on the device (`train/augment.py`). The host decides only what
+to read, and reads only that: a crop touches the blocks it overlaps (records.py).
 
-Outputs (channels-last, per-host local batch `b`, `F = cfg.cropsize` = model.cropsize):
-- pretrain: `input` (b, F, bins, 2) masked normalised magnitude in [0, 1]; `target`
-  (b, F, bins, 2) unmasked; `is_next` (b,) int32, 1 when the last `cfg.next_chunk`
-  frames continue the first part; `mask_kind` (b, F) int32: 0 untouched, 1 set to 1.0,
-  2 noised, 3 selected but left unchanged (the BERT 80/10/10 split).
-- finetune: `mixture`, `instrumental` (b, F, bins, 2) normalised magnitudes in [0, 1].
-- eval: `mixture`, `instrumental`, `valid` (b,) bool; finite, every host the same length.
+Order and resume: a host's examples are the clips of its shards. Epoch `e` visits them in a
+permutation drawn from (seed, e), all tracks and roles shuffled together. Example `n` of the
+host's stream is clip `permutation(n // N)[n % N]`, and everything else about it (crop start,
+stem, is_next partner, vocal clips) comes from a generator seeded with (seed, purpose, global
+example index). So a stream resumed at `n` reads the records an uninterrupted one would read
+from there on, and nothing before: the cost of a resume does not grow with `n`.
+
+Raw batches (per host, `b` examples, `F` = cfg.cropsize, float16 `(..., bins, 2, 2)` = complex
+STFT / track peak as real and imaginary parts):
+- pretrain: `index` (b, 2) uint32 global example index (high, low words), `crop` (b, F, ...)
+  with the last `cfg.next_chunk` frames from another clip when `is_next` (b,) int32 is 0;
+- finetune: `index`, `instrumental` (b, F, ...), `other` (b, 2, F, ...) = (mixture, -) of a
+  real pair or up to two vocal crops, `instrumental_coef` (b,), `other_coef` (b, 2),
+  `vocal_count` (b,) int32 (0, 1 or 2 vocal crops to mix in), `is_pair` (b,) int32;
+- eval batches add `valid` (b,) bool (padding to the same batch count on every host is False).
 """
 
 from __future__ import annotations
 
-import fractions
+import collections
+import concurrent.futures
+import dataclasses
+import os
+from collections.abc import Iterator
 
-import tensorflow as tf
+import numpy as np
 
 from vocal_remover_jax.data import manifest as mf
 from vocal_remover_jax.data import records
-from vocal_remover_jax.data.defaults import default_data_config  # noqa: F401  (lives apart: no TensorFlow)
+from vocal_remover_jax.data.defaults import default_data_config  # noqa: F401  (re-exported: the pipelines' settings)
 
-_PURPOSES = {"crop": 1, "swap": 2, "next": 3, "mask": 4, "noise": 5, "mixup": 6, "vocal": 7, "drop": 8, "blend": 9, "pick": 10}
-
-
-# ----------------------------------------------------------------------------- records
+# Named purposes of the host's random streams (the device's are in train/augment.py).
+EPOCH_ORDER = 1  # (seed, EPOCH_ORDER, epoch) -> the epoch's permutation of this host's clips
+EXAMPLE_PLAN = 2  # (seed, EXAMPLE_PLAN, global index) -> crop starts, stems, partners, vocal clips
+EVAL_PLAN = 3  # the same for validation examples (fixed: every evaluation sees the same crops)
 
 
 def _host(process_index, process_count):
@@ -42,307 +50,310 @@ def _host(process_index, process_count):
     return process_index, process_count
 
 
-def _shards(records_dir, man, role, split, cfg, pi, pc):
-    entries = [e for e in mf.shards(man, role, split) if e["examples"] > 0]
-    mine = mf.host_shards(entries, pi, pc)
-    mf.verify_shards(records_dir, mine, checksums=cfg.get("verify_checksums", True))
-    return mine
+def plan_rng(seed: int, purpose: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, purpose, index])
 
 
-def _decode_fn(man, role):
-    stems, frames, bins = len(mf.ROLES[role]), man["clip_frames"], man["bins"]
-
-    def decode(serialized):
-        rec = records.decode(serialized, stems, frames, bins)
-        return {"spec": rec["spec"], "coef": rec["coef"], "frames": rec["frames"]}
-
-    return decode
+def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+    return plan_rng(seed, EPOCH_ORDER, epoch).permutation(n)
 
 
-def record_stream(records_dir: str, man: dict, entries: list[dict], role: str, seed: int, start: int, interleave: int) -> tf.data.Dataset:
-    """Infinite, deterministic stream of decoded records starting at position `start`."""
-    if not entries:
-        raise mf.ManifestError(f"{records_dir}: this process has no non-empty {role} shards to read")
-    import os
-
-    files = tf.constant([os.path.join(records_dir, e["file"]) for e in entries])
-    total = sum(e["examples"] for e in entries)
-    k = max(1, min(interleave, len(entries)))
-
-    def epoch(e):
-        order = tf.argsort(tf.random.stateless_uniform([len(entries)], seed=tf.stack([tf.cast(seed, tf.int64), e])))
-        shuffled = tf.gather(files, order)
-        return tf.data.Dataset.from_tensor_slices(shuffled).interleave(
-            tf.data.TFRecordDataset, cycle_length=k, block_length=1, num_parallel_calls=k, deterministic=True
-        )
-
-    first, offset = divmod(start, total)
-    head = epoch(tf.constant(first, tf.int64)).skip(offset)
-    rest = tf.data.Dataset.range(first + 1, 2**62).flat_map(epoch)
-    return head.concatenate(rest).map(_decode_fn(man, role), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+def global_index(position: int, local_batch: int, process_index: int, process_count: int) -> int:
+    """Host stream position -> global example index (step-major, then process, then slot)."""
+    step, slot = divmod(position, local_batch)
+    return (step * process_count + process_index) * local_batch + slot
 
 
-# ----------------------------------------------------------------------------- per example
+def _index_words(g: int) -> tuple[int, int]:
+    return g >> 32, g & 0xFFFFFFFF
 
 
-def _seed(seed, purpose, index):
-    return tf.stack([tf.cast(seed, tf.int64) * 1000 + _PURPOSES[purpose], tf.cast(index, tf.int64)])
+@dataclasses.dataclass
+class ClipTable:
+    """The clips of some roles in this host's shards, one row per clip, and their readers."""
+
+    readers: list[records.ShardReader]
+    shard: np.ndarray
+    record: np.ndarray
+    frames: np.ndarray
+    coef: np.ndarray
+    track: np.ndarray  # host-unique track number
+    position: np.ndarray
+    stems: np.ndarray
+    role: np.ndarray  # index into `roles`
+    roles: tuple[str, ...]
+    blocks_per_clip: int
+
+    def __len__(self) -> int:
+        return len(self.record)
+
+    @property
+    def records_read(self) -> int:
+        return sum(r.records_read for r in self.readers)
+
+    @property
+    def bytes_read(self) -> int:
+        return sum(r.bytes_read for r in self.readers)
+
+    def read(self, row: int, stem: int, start: int, out: np.ndarray) -> None:
+        first = int(self.record[row]) + stem * self.blocks_per_clip
+        self.readers[self.shard[row]].read_into(first, start, out)
+
+    def close(self) -> None:
+        for r in self.readers:
+            r.close()
 
 
-def _u(seed, purpose, index, shape=()):
-    return tf.random.stateless_uniform(shape, seed=_seed(seed, purpose, index))
+def clip_table(records_dir: str, man: dict, roles, split: str, pi: int, pc: int, verify: bool = True) -> ClipTable:
+    readers, cols, track_base = [], {k: [] for k in ("shard", "record", "frames", "coef", "track", "position",
+                                                      "stems", "role")}, 0
+    for r, role in enumerate(roles):
+        entries = [e for e in mf.shards(man, role, split) if e["examples"] > 0]
+        mine = mf.host_shards(entries, pi, pc)
+        mf.verify_shards(records_dir, mine, checksums=verify)
+        for entry in mine:
+            clips = entry["clips"]
+            n = len(clips["record"])
+            cols["shard"].append(np.full(n, len(readers)))
+            for k in ("record", "frames", "coef", "position"):
+                cols[k].append(np.asarray(clips[k]))
+            cols["track"].append(np.asarray(clips["track"]) + track_base)
+            cols["stems"].append(np.full(n, len(mf.ROLES[role])))
+            cols["role"].append(np.full(n, r))
+            track_base += len(entry["tracks"])
+            path = os.path.join(records_dir, entry["file"])
+            readers.append(records.ShardReader(path, man["block_frames"], man["bins"]))
+    arrays = {k: (np.concatenate(v) if v else np.zeros(0, np.int64)) for k, v in cols.items()}
+    return ClipTable(readers=readers, roles=tuple(roles), blocks_per_clip=man["clip_frames"] // man["block_frames"],
+                     **arrays)
 
 
-def _complex(spec16):
-    parts = tf.cast(spec16, tf.float32)
-    return tf.complex(parts[..., 0], parts[..., 1])
+def _load(records_dir, cfg, audio):
+    man = mf.load_manifest(records_dir, audio)
+    if cfg.cropsize > man["clip_frames"]:
+        raise mf.ManifestError(f"{records_dir}: clips of {man['clip_frames']} frames are shorter than the crop "
+                               f"({cfg.cropsize}); re-run prepare with --clip-frames >= {cfg.cropsize}")
+    return man
 
 
-def _crop(rec, length, u, stem=None):
-    """Random `length`-frame crop within the clip's real frames; returns complex (F, bins, 2) * coef."""
-    stems = tf.shape(rec["spec"])[0]
-    s = tf.minimum(tf.cast(u[1] * tf.cast(stems, tf.float32), tf.int32), stems - 1) if stem is None else stem
-    room = tf.maximum(rec["frames"] - length, 0)
-    start = tf.minimum(tf.cast(u[0] * tf.cast(room + 1, tf.float32), tf.int32), room)
-    clip = rec["spec"][s, start : start + length]
-    return _complex(clip) * tf.complex(rec["coef"], 0.0)
+def _start(rng: np.random.Generator, frames: int, length: int) -> int:
+    return int(rng.integers(0, max(int(frames) - length, 0) + 1))
 
 
-def _swap(x, flip):
-    return tf.cond(flip, lambda: x[..., ::-1], lambda: x)
+class _Stream:
+    """Ordered, prefetched batches of a per-example reader; `start` counts this host's examples."""
+
+    def __init__(self, cfg, batch_size: int, seed: int, pi: int, pc: int):
+        self.cfg, self.batch_size, self.seed, self.pi, self.pc = cfg, batch_size, seed, pi, pc
+        self._orders: dict[int, np.ndarray] = {}
+
+    def clip_at(self, position: int, n: int) -> int:
+        epoch, offset = divmod(position, n)
+        orders = self._orders  # (worker threads may replace it meanwhile: read it once)
+        order = orders.get(epoch)
+        if order is None:
+            order = epoch_permutation(self.seed, epoch, n)
+            self._orders = {e: o for e, o in orders.items() if e >= epoch - 1} | {epoch: order}
+        return int(order[offset])
+
+    def batch(self, first: int) -> dict:
+        raise NotImplementedError
+
+    def batches(self, start_example: int = 0) -> Iterator[dict]:
+        if start_example % self.batch_size:
+            raise ValueError(f"start_example {start_example} is not a multiple of the batch size {self.batch_size}")
+        workers = max(int(self.cfg.get("workers", 1)), 1)
+        ahead = max(int(self.cfg.get("prefetch", 2)), 1)
+        if workers == 1 and ahead == 1:
+            position = start_example
+            while True:
+                yield self.batch(position)
+                position += self.batch_size
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            queue, position = collections.deque(), start_example
+            while True:
+                while len(queue) < ahead:
+                    queue.append(pool.submit(self.batch, position))
+                    position += self.batch_size
+                yield queue.popleft().result()
 
 
-def _beta(seed, purpose, index, alpha):
-    g = tf.random.stateless_gamma([2], seed=_seed(seed, purpose, index), alpha=alpha)
-    return g[0] / (g[0] + g[1])
+class PretrainStream(_Stream):
+    """Instrumental, pair (either stem) and mixtures-only clips, with is_next partner chunks."""
+
+    def __init__(self, table: ClipTable, man: dict, cfg, batch_size, seed, pi, pc):
+        super().__init__(cfg, batch_size, seed, pi, pc)
+        self.table, self.bins = table, man["bins"]
+        by_track: dict[int, list[int]] = {}
+        for row in np.lexsort((table.position, table.track)):
+            by_track.setdefault(int(table.track[row]), []).append(int(row))
+        self.by_track = {t: np.array(rows) for t, rows in by_track.items()}
+
+    def partner(self, rng: np.random.Generator, row: int) -> int:
+        """A clip other than `row`: a nearby clip of the same track (hard) or any other clip."""
+        t = self.table
+        if rng.random() < self.cfg.hard_negative_rate:
+            rows = self.by_track[int(t.track[row])]
+            near = rows[(rows != row) & (np.abs(t.position[rows] - t.position[row]) <= self.cfg.hard_negative_distance)]
+            if len(near):
+                return int(near[rng.integers(len(near))])
+        other = int(rng.integers(len(t) - 1))
+        return other + (other >= row)
+
+    def example(self, row: int, rng: np.random.Generator, crop: np.ndarray) -> int:
+        """Fills `crop`; returns is_next."""
+        t, F, nc = self.table, self.cfg.cropsize, self.cfg.next_chunk
+        stem = int(rng.integers(t.stems[row]))
+        start = _start(rng, t.frames[row], F)
+        is_next = not (nc > 0 and len(t) > 1 and rng.random() < self.cfg.not_next_rate)
+        if is_next:
+            t.read(row, stem, start, crop)
+            return 1
+        t.read(row, stem, start, crop[: F - nc])
+        other = self.partner(rng, row)
+        t.read(other, int(rng.integers(t.stems[other])), _start(rng, t.frames[other], nc), crop[F - nc :])
+        return 0
+
+    def _empty(self, b):
+        F = self.cfg.cropsize
+        return {"index": np.zeros((b, 2), np.uint32), "crop": np.zeros((b, F, self.bins, 2, 2), np.float16),
+                "is_next": np.zeros((b,), np.int32)}
+
+    def batch(self, first: int) -> dict:
+        out = self._empty(self.batch_size)
+        for j in range(self.batch_size):
+            g = global_index(first + j, self.batch_size, self.pi, self.pc)
+            row = self.clip_at(first + j, len(self.table))
+            out["index"][j] = _index_words(g)
+            out["is_next"][j] = self.example(row, plan_rng(self.seed, EXAMPLE_PLAN, g), out["crop"][j])
+        return out
 
 
-def pretrain_example(cfg, seed, index, main, partner, mix=None):
-    F, nc, ts = cfg.cropsize, cfg.next_chunk, max(int(cfg.token_size), 1)  # crops under 32 frames: 1-frame tokens
-    u = _u(seed, "crop", index, [4])
-    x = tf.abs(_crop(main, F, u[:2])) / main["coef"]
-    x = tf.clip_by_value(_swap(x, _u(seed, "swap", index) < cfg.swap_rate), 0.0, 1.0)
-    if mix is not None:
-        m = tf.clip_by_value(tf.abs(_crop(mix, F, _u(seed, "mixup", index, [2]))) / mix["coef"], 0.0, 1.0)
-        a = _beta(seed, "mixup", index, cfg.mixup_alpha)
-        x = tf.where(_u(seed, "pick", index) < cfg.mixup_rate, a * x + (1 - a) * m, x)
-    is_next = tf.cast(_u(seed, "next", index) >= cfg.not_next_rate, tf.int32)
-    if nc > 0:
-        other = tf.clip_by_value(tf.abs(_crop(partner, nc, u[2:])) / partner["coef"], 0.0, 1.0)
-        tail = tf.where(is_next == 1, x[F - nc :], other)
-        x = tf.concat([x[: F - nc], tail], axis=0)
+class FinetuneStream(_Stream):
+    """Instrumental clips (+ vocal clips to mix in on the device) and real pairs."""
+
+    def __init__(self, table: ClipTable, vocals: ClipTable, man: dict, cfg, batch_size, seed, pi, pc):
+        super().__init__(cfg, batch_size, seed, pi, pc)
+        self.table, self.vocals, self.bins = table, vocals, man["bins"]
+        self.pairs = table.roles.index("pairs") if "pairs" in table.roles else -1
+
+    def example(self, row, rng, out, j) -> None:
+        t, F = self.table, self.cfg.cropsize
+        start = _start(rng, t.frames[row], F)
+        out["instrumental_coef"][j] = t.coef[row]
+        if t.role[row] == self.pairs:
+            t.read(row, 1, start, out["instrumental"][j])
+            t.read(row, 0, start, out["other"][j, 0])
+            out["other_coef"][j] = t.coef[row]
+            out["is_pair"][j] = 1
+            return
+        t.read(row, 0, start, out["instrumental"][j])
+        count = 0
+        if rng.random() < self.cfg.vocal_rate:
+            count = 2 if rng.random() < self.cfg.vocal_blend_rate else 1
+        for k in range(count):
+            v = int(rng.integers(len(self.vocals)))
+            self.vocals.read(v, 0, _start(rng, self.vocals.frames[v], F), out["other"][j, k])
+            out["other_coef"][j, k] = self.vocals.coef[v]
+        out["vocal_count"][j] = count
+
+    def _empty(self, b):
+        F, shape = self.cfg.cropsize, (self.bins, 2, 2)
+        return {"index": np.zeros((b, 2), np.uint32), "instrumental": np.zeros((b, F, *shape), np.float16),
+                "other": np.zeros((b, 2, F, *shape), np.float16), "instrumental_coef": np.ones((b,), np.float32),
+                "other_coef": np.ones((b, 2), np.float32), "vocal_count": np.zeros((b,), np.int32),
+                "is_pair": np.zeros((b,), np.int32)}
+
+    def batch(self, first: int) -> dict:
+        out = self._empty(self.batch_size)
+        for j in range(self.batch_size):
+            g = global_index(first + j, self.batch_size, self.pi, self.pc)
+            out["index"][j] = _index_words(g)
+            self.example(self.clip_at(first + j, len(self.table)), plan_rng(self.seed, EXAMPLE_PLAN, g), out, j)
+        return out
+
+
+def pretrain_stream(records_dir, cfg, *, batch_size, seed, process_index=None, process_count=None,
+                    split="train", audio=None) -> PretrainStream:
+    pi, pc = _host(process_index, process_count)
+    man = _load(records_dir, cfg, audio)
+    table = clip_table(records_dir, man, mf.PRETRAIN_ROLES, split, pi, pc, cfg.get("verify_checksums", True))
+    if not len(table):
+        raise mf.ManifestError(f"{records_dir}: no {'/'.join(mf.PRETRAIN_ROLES)} clips in split {split!r} "
+                               f"for process {pi} of {pc}")
+    return PretrainStream(table, man, cfg, batch_size, seed, pi, pc)
+
+
+def finetune_stream(records_dir, cfg, *, batch_size, seed, process_index=None, process_count=None,
+                    split="train", audio=None) -> FinetuneStream:
+    """Mixtures-only clips are never read here: the table holds instrumental and pair clips only."""
+    pi, pc = _host(process_index, process_count)
+    man = _load(records_dir, cfg, audio)
+    verify = cfg.get("verify_checksums", True)
+    vocals = clip_table(records_dir, man, ("vocals",), split, pi, pc, verify)
+    roles = mf.FINETUNE_ROLES if len(vocals) else ("pairs",)  # instrumentals need vocals to mix in
+    table = clip_table(records_dir, man, roles, split, pi, pc, verify)
+    if not len(table):
+        raise mf.ManifestError(f"{records_dir}: finetuning needs instrumental+vocals or pairs clips "
+                               f"({split}, process {pi} of {pc})")
+    return FinetuneStream(table, vocals, man, cfg, batch_size, seed, pi, pc)
+
+
+def epoch_examples(records_dir: str, mode: str, split: str = "train") -> int:
+    """Clips in one epoch over all hosts (what the token-size warm-up counts in)."""
+    man = mf.load_manifest(records_dir)
+    roles = mf.FINETUNE_ROLES if mode == "finetune" else mf.PRETRAIN_ROLES
+    return sum(man.get("counts", {}).get(role, {}).get(split, 0) for role in roles)
+
+
+def eval_batches(records_dir, cfg, mode: str, *, batch_size, process_index=None, process_count=None,
+                 split="validation", audio=None, seed: int = 0) -> Iterator[dict]:
+    """Finite and the same on every run. Finetuning: every validation pair clip, and every
+    instrumental clip with a vocal clip mixed in (one fixed draw), tiled into crops. Pretraining:
+    one crop per validation clip with a fixed is_next plan. Every host yields the same number of
+    batches; padding and crops past a clip's end have `valid` False."""
+    pi, pc = _host(process_index, process_count)
+    man = _load(records_dir, cfg, audio)
+    F, verify = cfg.cropsize, cfg.get("verify_checksums", True)
+    vocals = clip_table(records_dir, man, ("vocals",), split, pi, pc, verify) if mode == "finetune" else None
+    if mode == "finetune":
+        roles = mf.FINETUNE_ROLES if len(vocals) else ("pairs",)
     else:
-        is_next = tf.constant(1, tf.int32)
-    y = x
-    n_tok = F // ts
-    sel = _u(seed, "mask", index, [2, n_tok])
-    chosen = sel[0] < cfg.mask_rate
-    kind = tf.where(
-        chosen,
-        tf.where(sel[1] < cfg.noise_rate, 2, tf.where(sel[1] < cfg.noise_rate + cfg.unchanged_rate, 3, 1)),
-        0,
-    )
-    kind = tf.concat([tf.repeat(kind, ts), tf.zeros([F - n_tok * ts], tf.int32)], axis=0)
-    noise = _u(seed, "noise", index, tf.shape(x)) * cfg.noise_scale
-    k3 = kind[:, None, None]
-    x = tf.where(k3 == 1, 1.0, tf.where(k3 == 2, tf.clip_by_value(y + noise, 0.0, 1.0), x))
-    if nc > 0:  # separator token: alternate bins on/off around the chunk boundary
-        frames = tf.range(F)[:, None, None]
-        at = (frames >= F - nc - ts // 2) & (frames < F - nc + ts // 2)
-        pattern = tf.cast(tf.range(tf.shape(x)[1]) % 2 == 0, tf.float32)[None, :, None]
-        x = tf.where(at, pattern, x)
-        y = tf.where(at, pattern, y)
-    return {"input": x, "target": y, "is_next": is_next, "mask_kind": kind}
-
-
-def _vocal(cfg, seed, index, rec, salt):
-    F = cfg.cropsize
-    v = _crop(rec, F, _u(seed, "vocal", index * 2 + salt, [2]))
-    v = _swap(v, _u(seed, "swap", index * 2 + salt + 7) < 0.5)
-    d = _u(seed, "drop", index * 2 + salt, [2])
-    keep = tf.where(d[0] < cfg.vocal_channel_drop_rate, tf.where(d[1] < 0.5, [0.0, 1.0], [1.0, 0.0]), [1.0, 1.0])
-    return v * tf.complex(keep, 0.0)
-
-
-def voxaug_complex(cfg, seed, index, inst, vocal_a, vocal_b):
-    """Complex (mixture, instrumental, coef) before normalisation: tested for mixture = inst + vocals."""
-    i = _crop(inst, cfg.cropsize, _u(seed, "crop", index, [2]))
-    v1, v2 = _vocal(cfg, seed, index, vocal_a, 0), _vocal(cfg, seed, index, vocal_b, 1)
-    a = _u(seed, "blend", index, [2])
-    w = tf.where(a[0] < cfg.vocal_blend_rate, a[1], 1.0)  # Beta(1, 1) is uniform
-    v = tf.complex(w, 0.0) * v1 + tf.complex(1 - w, 0.0) * v2
-    vc = w * vocal_a["coef"] + (1 - w) * vocal_b["coef"]
-    use = _u(seed, "pick", index, [2])
-    with_vocals = use[0] < cfg.vocal_rate
-    mixture = tf.where(with_vocals, i + v, i)
-    coef = tf.where(with_vocals, tf.maximum(inst["coef"], vc), inst["coef"])
-    only = use[1] < cfg.instrumental_only_rate
-    mixture = tf.where(only, i, mixture)
-    coef = tf.where(only, inst["coef"], coef)
-    flip = _u(seed, "swap", index) < cfg.swap_rate
-    return _swap(mixture, flip), _swap(i, flip), coef
-
-
-def _norm(x, coef):
-    return tf.clip_by_value(tf.abs(x) / coef, 0.0, 1.0)
-
-
-def _mixup(cfg, seed, index, ex, other):
-    a = _beta(seed, "mixup", index, cfg.mixup_alpha)
-    on = _u(seed, "mixup", index + (1 << 40)) < cfg.mixup_rate
-    return {k: tf.where(on, a * ex[k] + (1 - a) * other[k], ex[k]) for k in ex}
-
-
-# ----------------------------------------------------------------------------- datasets
-
-
-def _batch(ds, batch_size, cfg):
-    return ds.batch(batch_size, drop_remainder=True).prefetch(cfg.get("prefetch", 2))
-
-
-def role_of_example(index, counts: list[int]):
-    """Which of two record roles example `index` reads: a fixed interleaving in proportion to
-    their example counts (so any example's source and position follow from its index)."""
-    total, second = sum(counts), counts[1]
-    return (index + 1) * second // total - index * second // total
-
-
-def role_position(start: int, role: int, counts: list[int]) -> int:
-    """How many of the first `start` examples read `role` (where its stream resumes)."""
-    if len(counts) == 1:
-        return start
-    second = start * counts[1] // sum(counts)
-    return second if role == 1 else start - second
-
-
-def pretrain_dataset(records_dir, cfg, *, batch_size, seed, start_example=0, process_index=None, process_count=None, split="train", audio=None) -> tf.data.Dataset:
-    """Infinite masked-pretraining batches from instrumental clips and both stems of pairs."""
-    pi, pc = _host(process_index, process_count)
-    man = mf.load_manifest(records_dir, audio)
-    streams = []
-    for role in ("instrumental", "pairs"):
-        entries = _shards(records_dir, man, role, split, cfg, pi, pc)
-        if entries:
-            streams.append((role, entries))
-    if not streams:
-        raise mf.ManifestError(f"{records_dir}: no instrumental or pairs records in split {split!r} for process {pi}")
-    counts = [sum(e["examples"] for e in entries) for _, entries in streams]
-
-    def stream(tag):
-        parts = [record_stream(records_dir, man, entries, role, seed * 7 + tag,
-                               role_position(start_example, i, counts), cfg.interleave)
-                 for i, (role, entries) in enumerate(streams)]
-        if len(parts) == 1:
-            return parts[0]
-        choice = tf.data.Dataset.range(start_example, 2**62).map(lambda n: role_of_example(n, counts))
-        return tf.data.Dataset.choose_from_datasets(parts, choice)
-
-    idx = tf.data.Dataset.range(start_example, 2**62)
-    parts = [idx, stream(0), stream(1)]
-    if cfg.mixup_rate > 0:
-        parts.append(stream(2))
-    ds = tf.data.Dataset.zip(tuple(parts)).map(
-        lambda i, m, p, *mix: pretrain_example(cfg, seed, i, m, p, mix[0] if mix else None),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
-    return _batch(ds, batch_size, cfg)
-
-
-def finetune_dataset(records_dir, cfg, *, batch_size, seed, start_example=0, process_index=None, process_count=None, split="train", audio=None) -> tf.data.Dataset:
-    """Infinite (mixture, instrumental) batches: instrumentals + on-the-fly vocals, and real pairs."""
-    pi, pc = _host(process_index, process_count)
-    man = mf.load_manifest(records_dir, audio)
-    inst = _shards(records_dir, man, "instrumental", split, cfg, pi, pc)
-    vox = _shards(records_dir, man, "vocals", split, cfg, pi, pc)
-    pairs = _shards(records_dir, man, "pairs", split, cfg, pi, pc)
-    if not (inst and vox):
-        inst = []
-    if not inst and not pairs:
-        raise mf.ManifestError(f"{records_dir}: finetuning needs instrumental+vocals or pairs records ({split}, process {pi})")
-    n_inst, n_pairs = sum(e["examples"] for e in inst), sum(e["examples"] for e in pairs)
-    p = cfg.pair_fraction if cfg.pair_fraction >= 0 else n_pairs / (n_inst + n_pairs)
-    p = 0.0 if not pairs else (1.0 if not inst else p)
-    frac = fractions.Fraction(p).limit_denominator(1000)
-    num, den = frac.numerator, frac.denominator
-    pair_start = start_example * num // den  # pair examples before `start_example`
-    vox_start = start_example - pair_start
-
-    def voxaug(start, tag):
-        st = lambda entries, role, t: record_stream(records_dir, man, entries, role, seed * 7 + t, start, cfg.interleave)
-        idx = tf.data.Dataset.range(start, 2**62)
-
-        def one(i, a, b, c):
-            m, y, coef = voxaug_complex(cfg, seed + tag, i, a, b, c)
-            return {"mixture": _norm(m, coef), "instrumental": _norm(y, coef)}
-
-        return tf.data.Dataset.zip((idx, st(inst, "instrumental", 10 + tag), st(vox, "vocals", 20 + tag), st(vox, "vocals", 30 + tag))).map(
-            one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-        )
-
-    def paired(start, tag):
-        idx = tf.data.Dataset.range(start, 2**62)
-
-        def one(i, r):
-            u = _u(seed + tag, "crop", i + (1 << 41), [2])
-            m, y = _crop(r, cfg.cropsize, u, stem=0), None
-            room = tf.maximum(r["frames"] - cfg.cropsize, 0)
-            start_f = tf.minimum(tf.cast(u[0] * tf.cast(room + 1, tf.float32), tf.int32), room)
-            y = _complex(r["spec"][1, start_f : start_f + cfg.cropsize]) * tf.complex(r["coef"], 0.0)
-            flip = _u(seed + tag, "swap", i + (1 << 41)) < cfg.swap_rate
-            return {"mixture": _swap(_norm(m, r["coef"]), flip), "instrumental": _swap(_norm(y, r["coef"]), flip)}
-
-        stream = record_stream(records_dir, man, pairs, "pairs", seed * 7 + 40 + tag, start, cfg.interleave)
-        return tf.data.Dataset.zip((idx, stream)).map(one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-
-    def mixed(v_start, p_start, g_start, tag):
-        branches = []
-        if inst:
-            branches.append(voxaug(v_start, tag))
-        if pairs:
-            branches.append(paired(p_start, tag))
-        if len(branches) == 1:
-            return branches[0]
-        choice = tf.data.Dataset.range(g_start, 2**62).map(lambda i: tf.cast((i + 1) * num // den - i * num // den, tf.int64))
-        return tf.data.Dataset.choose_from_datasets(branches, choice)
-
-    ds = mixed(vox_start, pair_start, start_example, 0)
-    if cfg.mixup_rate > 0:
-        idx = tf.data.Dataset.range(start_example, 2**62)
-        ds = tf.data.Dataset.zip((idx, ds, mixed(vox_start, pair_start, start_example, 1))).map(
-            lambda i, a, b: _mixup(cfg, seed, i, a, b), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-        )
-    return _batch(ds, batch_size, cfg)
-
-
-def eval_dataset(records_dir, cfg, *, batch_size, process_index=None, process_count=None, split="validation", audio=None) -> tf.data.Dataset:
-    """Finite, deterministic: every validation pair clip tiled into `cropsize` crops (zero
-    padded); crops past a clip's real frames and the padding up to the common number of
-    batches across hosts have `valid` False."""
-    pi, pc = _host(process_index, process_count)
-    man = mf.load_manifest(records_dir, audio)
-    F, clip = cfg.cropsize, man["clip_frames"]
-    per_clip = -(-clip // F)
-    all_entries = [e for e in mf.shards(man, "pairs", split) if e["examples"] > 0]
-    per_host = [sum(e["examples"] for e in mf.host_shards(all_entries, p, pc)) * per_clip for p in range(pc)]
-    n_batches = max(-(-n // batch_size) for n in per_host) if per_host else 0
-    mine = mf.host_shards(all_entries, pi, pc)
-    mf.verify_shards(records_dir, mine, checksums=cfg.get("verify_checksums", True))
-    import os
-
-    decode = _decode_fn(man, "pairs")
-
-    def tiles(r):
-        padded = tf.pad(r["spec"], [[0, 0], [0, per_clip * F - clip], [0, 0], [0, 0], [0, 0]])
-        x = tf.abs(_complex(tf.reshape(padded, [2, per_clip, F, man["bins"], 2, 2])))
-        valid = tf.range(per_clip) * F < r["frames"]
-        return tf.data.Dataset.from_tensor_slices({"mixture": tf.clip_by_value(x[0], 0.0, 1.0), "instrumental": tf.clip_by_value(x[1], 0.0, 1.0), "valid": valid})
-
-    empty = {"mixture": tf.zeros([F, man["bins"], 2]), "instrumental": tf.zeros([F, man["bins"], 2]), "valid": tf.constant(False)}
-    pad = tf.data.Dataset.from_tensors(empty).repeat(n_batches * batch_size - per_host[pi])
-    if mine:
-        files = [os.path.join(records_dir, e["file"]) for e in mine]
-        ds = tf.data.TFRecordDataset(files).map(decode).flat_map(tiles).concatenate(pad)
+        roles = mf.PRETRAIN_ROLES
+    per_clip = -(-man["clip_frames"] // F) if mode == "finetune" else 1
+    sizes = [sum(e["examples"] for r in roles for e in mf.host_shards(
+        [e for e in mf.shards(man, r, split) if e["examples"] > 0], p, pc)) for p in range(pc)]
+    table = clip_table(records_dir, man, roles, split, pi, pc, verify)
+    n_batches = max(-(-n * per_clip // batch_size) for n in sizes)
+    if mode == "finetune":
+        stream = FinetuneStream(table, vocals, man, cfg, batch_size, seed, pi, pc)
     else:
-        ds = pad
-    return ds.batch(batch_size, drop_remainder=True)
+        stream = PretrainStream(table, man, cfg, batch_size, seed, pi, pc)
+    items = [(row, k) for row in range(len(table)) for k in range(per_clip)]
+    for b in range(n_batches):
+        out = stream._empty(batch_size)
+        out["valid"] = np.zeros((batch_size,), bool)
+        for j, (row, k) in enumerate(items[b * batch_size : (b + 1) * batch_size]):
+            g = (pi << 40) + b * batch_size + j
+            out["index"][j] = _index_words(g)
+            rng = plan_rng(seed, EVAL_PLAN, g)
+            if mode == "pretrain":
+                out["is_next"][j] = stream.example(row, rng, out["crop"][j])
+                out["valid"][j] = True
+                continue
+            out["valid"][j] = valid = k * F < table.frames[row]
+            if not valid:
+                continue
+            length = min(F, man["clip_frames"] - k * F)
+            out["instrumental_coef"][j] = out["other_coef"][j] = table.coef[row]
+            if table.roles[table.role[row]] == "pairs":
+                table.read(row, 1, k * F, out["instrumental"][j, :length])
+                table.read(row, 0, k * F, out["other"][j, 0, :length])
+                out["is_pair"][j] = 1
+            else:
+                table.read(row, 0, k * F, out["instrumental"][j, :length])
+                v = int(rng.integers(len(vocals)))
+                vocals.read(v, 0, k * F, out["other"][j, 0, :length])
+                out["other_coef"][j, 0] = vocals.coef[v]
+                out["vocal_count"][j] = 1
+        yield out

@@ -1,9 +1,11 @@
 """`vocal-remover-jax prepare`: folders of audio -> sharded spectrogram records + manifest.
 
 Layout of RECORDS_DIR:
-  manifest.json                         settings, shards, counts, sha256, skipped files
-  <role>/<split>-00003-of-00008.tfrecord  role in {instrumental, vocals, pairs}
-  .progress/<role>/<split>-....json     one note per finished shard (resume bookkeeping)
+  manifest.json                              settings, shards, clip index, counts, sha256, skipped files
+  <role>/<split>-00003-of-00008.array_record  role in {instrumental, vocals, pairs, mixtures}
+  .progress/<role>/<split>-....json          one note per finished shard (resume bookkeeping)
+Records are blocks of `block_frames` frames (see records.py); `mixtures` are songs without stems
+(`--mixtures-only`), read by pretraining and never by finetuning.
 The plan (which track goes to which shard) is a pure function of the inputs and options,
 so a rerun after a kill keeps every finished shard whose plan is unchanged and rewrites
 the rest: no duplicates, no half-written shards (temp name, then rename).
@@ -24,8 +26,8 @@ from tqdm import tqdm
 
 from vocal_remover_jax import presets
 from vocal_remover_jax.atomic import atomic_path, write_json
-from vocal_remover_jax.data import inputs, manifest
-from vocal_remover_jax.data.inputs import Skip, Track
+from vocal_remover_jax.data import manifest, tracks as discovery
+from vocal_remover_jax.data.tracks import Skip, Track
 
 _SILENT_PEAK = 1e-5  # waveform peak below this (-100 dBFS): nothing to learn from
 _SILENT_CLIP = 1e-3  # clip peak below -60 dB of the track peak: dropped, not an error
@@ -49,10 +51,12 @@ def prepare_records(
     mixtures: str | None = None,
     instruments: str | None = None,
     musdb: Sequence[str] = (),
+    mixtures_only: Sequence[str] = (),
     sample_rate: int = 44100,
     n_fft: int = 2048,
     hop_length: int = 1024,
     clip_frames: int = 2048,
+    block_frames: int = 64,
     tracks_per_shard: int = 8,
     validation_fraction: float = 0.1,
     strict: bool = False,
@@ -63,25 +67,30 @@ def prepare_records(
         raise PrepareError("--mixtures and --instruments go together (paired files matched by name)")
     tracks, skipped = [], []
     for found in (
-        *(inputs.single_role(d, "instrumental") for d in instrumental),
-        *(inputs.single_role(d, "vocals") for d in vocals),
-        *([inputs.pairs(mixtures, instruments)] if mixtures is not None else []),
-        *(inputs.musdb(d) for d in musdb),
+        *(discovery.single_role(d, "instrumental") for d in instrumental),
+        *(discovery.single_role(d, "vocals") for d in vocals),
+        *([discovery.pairs(mixtures, instruments)] if mixtures is not None else []),
+        *(discovery.musdb(d) for d in musdb),
+        *(discovery.mixtures_only(d) for d in mixtures_only),
     ):
         tracks += found[0]
         skipped += found[1]
     if not tracks:
-        raise PrepareError("no input tracks: pass --instrumental, --vocals, --mixtures/--instruments or --musdb")
+        raise PrepareError("no input tracks: pass --instrumental, --vocals, --mixtures/--instruments, --musdb "
+                           "or --mixtures-only")
+    if block_frames < 1 or clip_frames % block_frames:
+        raise PrepareError(f"--clip-frames {clip_frames} must be a multiple of --block-frames {block_frames}")
     if strict and skipped:
         raise PrepareError(f"{skipped[0].path}: {skipped[0].reason}")
     settings = {
         "audio": {"sample_rate": sample_rate, "n_fft": n_fft, "hop_length": hop_length},
         "clip_frames": clip_frames,
+        "block_frames": block_frames,
         "bins": n_fft // 2 + 1,
         "channels": 2,
         "dtype": "float16",
     }
-    plan = _plan(tracks, inputs.assign_splits(tracks, validation_fraction), tracks_per_shard)
+    plan = _plan(tracks, discovery.assign_splits(tracks, validation_fraction), tracks_per_shard)
     existing = os.path.join(out, manifest.MANIFEST)
     if os.path.exists(existing):
         manifest.check_audio_settings(manifest.load_manifest(out), settings["audio"], existing)
@@ -139,13 +148,14 @@ def _write_or_resume(out, name, role, tracks, settings, strict, bar, totals) -> 
             bar.set_postfix(clips=totals["clips"], MB=f"{totals['bytes'] / 2**20:.0f}", resumed=name)
             return note["entry"], [Skip(**s) for s in note["skipped"]]
 
-    import tensorflow as tf  # deferred: discovery and --help stay fast
-
     from vocal_remover_jax.data import records
 
-    skips, examples, track_ids = [], 0, []
+    skips, track_ids, n_records = [], [], 0
+    clips_index = {"record": [], "frames": [], "coef": [], "track": [], "position": []}
+    b = settings["block_frames"]
     with atomic_path(path) as tmp:
-        with tf.io.TFRecordWriter(tmp) as writer:
+        writer = records.ShardWriter(tmp)
+        try:
             for track in tracks:
                 try:
                     clips = _track_clips(track, settings)
@@ -156,15 +166,24 @@ def _write_or_resume(out, name, role, tracks, settings, strict, bar, totals) -> 
                     bar.update(len(_all_files(track)))
                     continue
                 for clip_index, (spec, frames, coef) in clips:
-                    data = records.encode(spec, coef, frames, track.track_id, role, clip_index)
-                    writer.write(data)
-                    examples += 1
+                    for k, v in (("record", n_records), ("frames", frames), ("coef", coef),
+                                 ("track", len(track_ids)), ("position", clip_index)):
+                        clips_index[k].append(v)
+                    for stem in spec:
+                        for start in range(0, len(stem), b):
+                            data = records.encode_block(stem[start : start + b])
+                            writer.write(data)
+                            n_records += 1
+                            totals["bytes"] += len(data)
                     totals["clips"] += 1
-                    totals["bytes"] += len(data)
                 track_ids.append(track.track_id)
                 bar.update(len(_all_files(track)))
                 bar.set_postfix(clips=totals["clips"], MB=f"{totals['bytes'] / 2**20:.0f}")
-        entry = {"file": name, "examples": examples, "bytes": os.path.getsize(tmp), "sha256": manifest.sha256_file(tmp), "tracks": track_ids}
+        finally:
+            writer.close()
+        entry = {"file": name, "examples": len(clips_index["record"]), "records": n_records,
+                 "bytes": os.path.getsize(tmp), "sha256": manifest.sha256_file(tmp), "tracks": track_ids,
+                 "clips": clips_index}
         write_json(note_path, {"plan": plan_hash, "entry": entry, "skipped": [dataclasses.asdict(s) for s in skips]},
                    indent=1, sort_keys=True)
     return entry, skips
@@ -234,11 +253,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mixtures", metavar="DIR", help="mixtures, paired by name with --instruments")
     parser.add_argument("--instruments", metavar="DIR", help="instrumentals of the --mixtures")
     parser.add_argument("--musdb", action="append", default=[], metavar="DIR", help="MUSDB18-HQ style tree")
+    parser.add_argument("--mixtures-only", action="append", default=[], metavar="DIR",
+                        help="songs without stems: pretraining only (never finetuning)")
     parser.add_argument("--preset", default="seed", choices=presets.NAMES, help="STFT settings of this model size")
     parser.add_argument("--sample-rate", type=int, help="overrides the preset")
     parser.add_argument("--n-fft", type=int, help="overrides the preset")
     parser.add_argument("--hop-length", type=int, help="overrides the preset")
-    parser.add_argument("--clip-frames", type=int, default=2048, help="frames per record (>= the training crop)")
+    parser.add_argument("--clip-frames", type=int, default=2048, help="frames per clip (an example; >= the training crop)")
+    parser.add_argument("--block-frames", type=int, default=64, help="frames per record (what a crop reads at least)")
     parser.add_argument("--tracks-per-shard", type=int, default=8, help="shard size, in tracks")
     parser.add_argument("--validation-fraction", type=float, default=0.1, help="tracks held out (MUSDB test/ always)")
     parser.add_argument("--strict", action="store_true", help="stop at the first unusable file")
@@ -255,10 +277,12 @@ def main(args: argparse.Namespace) -> int:
             mixtures=args.mixtures,
             instruments=args.instruments,
             musdb=args.musdb,
+            mixtures_only=args.mixtures_only,
             sample_rate=args.sample_rate or audio.sample_rate,
             n_fft=args.n_fft or audio.n_fft,
             hop_length=args.hop_length or audio.hop_length,
             clip_frames=args.clip_frames,
+            block_frames=args.block_frames,
             tracks_per_shard=args.tracks_per_shard,
             validation_fraction=args.validation_fraction,
             strict=args.strict,

@@ -3,7 +3,7 @@
 The prepared shards are the builder's source (manual dir): `download_and_prepare` copies
 them into TFDS's own format, one split per `<split>_<role>` (e.g. `train_pairs`), so
 `tfds.split_for_jax_process("train_pairs")` gives each host its slice. Each example is one
-record: `spec` float16 (stems, clip_frames, bins, 2, 2), `coef`, `frames`, `track`, `clip`.
+clip: `spec` float16 (stems, clip_frames, bins, 2, 2), `coef`, `frames`, `track`, `clip`.
 
   builder = VocalRemoverRecords(records_dir=RECORDS_DIR, data_dir=TFDS_DIR)
   builder.download_and_prepare()
@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from vocal_remover_jax.data import manifest as mf
@@ -57,14 +56,20 @@ class VocalRemoverRecords(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, split):
         m, stems = self._manifest, len(mf.ROLES[self._role])
+        frames, per_clip = m["clip_frames"], m["clip_frames"] // m["block_frames"]
         for entry in mf.shards(m, self._role, split):
             mf.verify_shards(self._records_dir, [entry])
-            for n, raw in enumerate(tf.data.TFRecordDataset(os.path.join(self._records_dir, entry["file"]))):
-                rec = records.decode(raw, stems, m["clip_frames"], m["bins"])
+            reader = records.ShardReader(os.path.join(self._records_dir, entry["file"]), m["block_frames"], m["bins"])
+            clips = entry["clips"]
+            for n, first in enumerate(clips["record"]):
+                spec = np.zeros((stems, frames, m["bins"], 2, 2), np.float16)
+                for s in range(stems):
+                    reader.read_into(first + s * per_clip, 0, spec[s])
                 yield f"{entry['file']}:{n}", {
-                    "spec": rec["spec"].numpy(),
-                    "coef": rec["coef"].numpy(),
-                    "frames": int(rec["frames"]),
-                    "clip": int(rec["clip"]),
-                    "track": rec["track"].numpy().decode(),
+                    "spec": spec,
+                    "coef": clips["coef"][n],
+                    "frames": clips["frames"][n],
+                    "clip": clips["position"][n],
+                    "track": entry["tracks"][clips["track"][n]],
                 }
+            reader.close()

@@ -48,7 +48,8 @@ def training_config(mode: str, size: str) -> ml_collections.ConfigDict:
     c.total_steps = schedule.total_steps
     c.optimizer = ml_collections.ConfigDict(dict(
         learning_rate=1e-4, end_learning_rate=1e-7, warmup_steps=schedule.warmup_steps, decay_power=1.0, weight_decay=1e-2,
-        b1=0.9, b2=0.999, eps=1e-8, grad_clip_norm=0.5))
+        b1=0.9, b2=0.999, eps=1e-8, grad_clip_norm=0.5, amsgrad=False,
+        schedule="polynomial"))  # after warm-up: "polynomial" (optax) or "compounding" (the reference's)
     c.loss = ml_collections.ConfigDict(dict(
         l1_weight=1.0, is_next_weight=1.0, gan_l1_weight=10.0,
         reference_double_log_softmax=False))  # True: the reference's log-softmax applied twice

@@ -1,13 +1,17 @@
-"""Host-local batches for the trainer: prepared records or a built-in random source.
+"""Host-local batches for the trainer, and the device transform that finishes them.
 
-Both are pure functions of (seed, example index), so a resumed run sees the batches an
-uninterrupted one would. The "random" source needs no files: tests and benchmarks use it. Its
-target is the input under a fixed spectral mask, which a model can learn in a few steps.
+Prepared records give raw crops (data/pipelines.py) that `device_transform` turns into model
+inputs on the device (train/augment.py); the built-in "random" source gives finished batches
+(its transform is the identity). Both are pure functions of (seed, example index), so a resumed
+run sees the batches an uninterrupted one would. The "random" source needs no files: tests and
+benchmarks use it. Its target is the input under a fixed spectral mask, which a model can learn
+in a few steps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 
 import ml_collections
 import numpy as np
@@ -46,13 +50,12 @@ def train_batches(config: ml_collections.ConfigDict, local_batch: int, start_exa
     if not config.data.records:
         raise ValueError("config.data.records is empty: pass --config.data.records=DIR (written by "
                          "`vocal-remover-jax prepare`), or --config.data.source=random for a run without data")
-    from vocal_remover_jax.data import pipelines  # TensorFlow: only for record-backed runs
+    from vocal_remover_jax.data import pipelines
 
-    make = pipelines.finetune_dataset if config.mode == "finetune" else pipelines.pretrain_dataset
-    ds = make(config.data.records, config.data, batch_size=local_batch, seed=config.seed,
-              start_example=start_example, process_index=process_index, process_count=process_count,
-              audio=config.audio)
-    return iter(ds)
+    make = pipelines.finetune_stream if config.mode == "finetune" else pipelines.pretrain_stream
+    stream = make(config.data.records, config.data, batch_size=local_batch, seed=config.seed,
+                  process_index=process_index, process_count=process_count, audio=config.audio)
+    return stream.batches(start_example)
 
 
 def eval_batches(config: ml_collections.ConfigDict, local_batch: int, process_index: int,
@@ -60,11 +63,25 @@ def eval_batches(config: ml_collections.ConfigDict, local_batch: int, process_in
     """`config.eval_batches` batches (0: the whole split) with a "valid" flag per example."""
     if config.data.get("source") == "random":
         it = _random_batches(config, local_batch, 0, process_index, process_count, offset=_EVAL_OFFSET)
-        batches = (dict(next(it), valid=np.ones((local_batch,), bool)) for _ in range(config.eval_batches or 4))
-    else:
-        from vocal_remover_jax.data import pipelines
+        return (dict(next(it), valid=np.ones((local_batch,), bool)) for _ in range(config.eval_batches or 4))
+    from vocal_remover_jax.data import pipelines
 
-        ds = pipelines.eval_dataset(config.data.records, config.data, batch_size=local_batch,
-                                    process_index=process_index, process_count=process_count, audio=config.audio)
-        batches = iter(ds) if not config.eval_batches else (b for _, b in zip(range(config.eval_batches), ds))
-    return batches
+    mode = "finetune" if config.mode == "finetune" else "pretrain"
+    batches = pipelines.eval_batches(config.data.records, config.data, mode, batch_size=local_batch,
+                                     process_index=process_index, process_count=process_count,
+                                     audio=config.audio, seed=config.seed)
+    return batches if not config.eval_batches else (b for _, b in zip(range(config.eval_batches), batches))
+
+
+def device_transform(config: ml_collections.ConfigDict, train: bool) -> Callable[[dict], dict]:
+    """Host batch -> model batch, to jit next to the step (identity for the random source)."""
+    if config.data.get("source") == "random":
+        return lambda batch: batch
+    from vocal_remover_jax.train import augment
+
+    if config.mode == "finetune":
+        return functools.partial(augment.finetune_batch, config.data, config.seed, train=train)
+    from vocal_remover_jax.data import pipelines
+
+    warmup = config.data.token_warmup_epochs * pipelines.epoch_examples(config.data.records, "pretrain")
+    return functools.partial(augment.pretrain_batch, config.data, config.seed, warmup_examples=warmup, train=train)

@@ -162,6 +162,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                              donate_argnums=(0,))
         eval_step = jax.jit(steps.make_eval_step(config, model),
                             in_shardings=(shardings.params, batch_sharding), out_shardings=replicated)
+        # Device-side augmentation: raw crops from the host -> the batch the step takes.
+        transforms = {train: jax.jit(inputs.device_transform(config, train), in_shardings=(batch_sharding,),
+                                     out_shardings=batch_sharding) for train in (True, False)}
 
     manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep,
                                       every=config.checkpoint.every_steps, asynchronous=config.checkpoint.asynchronous)
@@ -187,7 +190,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     try:
         with _Preemption() as preemption, jax.set_mesh(mesh), nn.logical_axis_rules(rules):
             while step < config.total_steps:
-                batch = _global_batch(next(batches), batch_sharding)
+                batch = transforms[True](_global_batch(next(batches), batch_sharding))
                 state, device_metrics = train_step(state, batch)
                 step += 1
                 examples += local_batch
@@ -205,7 +208,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 if save_due:
                     checkpoint.save(manager, step, state, {"examples_seen": examples}, force=stop)
                 if eval_due:
-                    results = evaluate(config, eval_step, state.params, batch_sharding, local_batch)
+                    results = evaluate(config, eval_step, state.params, batch_sharding, local_batch, transforms[False])
                     writer.write(step, results, config.total_steps, prefix="eval/")
                     if best is not None:
                         checkpoint.save_best(best, step, state.params, results)
@@ -224,10 +227,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return metrics
 
 
-def evaluate(config, eval_step, params, batch_sharding, local_batch) -> dict:
+def evaluate(config, eval_step, params, batch_sharding, local_batch, transform) -> dict:
     sums = None
     for batch in inputs.eval_batches(config, local_batch, jax.process_index(), jax.process_count()):
-        out = jax.device_get(eval_step(params, _global_batch(batch, batch_sharding)))
+        out = jax.device_get(eval_step(params, transform(_global_batch(batch, batch_sharding))))
         sums = out if sums is None else {k: sums[k] + out[k] for k in out}
     if not sums or sums["count"] == 0:
         return {}

@@ -52,7 +52,7 @@ def _key(path: str, root: str) -> str:
 
 
 def single_role(directory: str, role: str) -> tuple[list[Track], list[Skip]]:
-    """Every file under `directory` is one track of `role` (instrumental or vocals)."""
+    """Every file under `directory` is one track of `role` (instrumental or vocals), its one stem."""
     tracks, skips = [], []
     for path in _audio_files(directory):
         if is_audio_file(path):
@@ -60,6 +60,12 @@ def single_role(directory: str, role: str) -> tuple[list[Track], list[Skip]]:
         else:
             skips.append(Skip(path, "not an audio file extension"))
     return tracks, skips
+
+
+def mixtures_only(directory: str) -> tuple[list[Track], list[Skip]]:
+    """Songs without stems: read by pretraining only, never mistaken for clean instrumentals."""
+    tracks, skips = single_role(directory, "mixture")
+    return [Track(f"mixtures:{t.track_id.split(':', 1)[1]}", "mixtures", t.files) for t in tracks], skips
 
 
 def pairs(mixtures: str, instruments: str) -> tuple[list[Track], list[Skip]]:
