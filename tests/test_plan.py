@@ -74,5 +74,5 @@ def test_plan_without_libtpu_says_how_to_install(monkeypatch):
     from vocal_remover_jax.train import plan as plan_lib
 
     monkeypatch.setattr(plan_lib.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(plan_lib.LibtpuMissing, match=r"pip install 'vocal-remover-jax\[tpu\]'"):
+    with pytest.raises(plan_lib.CompilerMissing, match=r"pip install 'vocal-remover-jax\[tpu\]'"):
         _plan()

@@ -27,8 +27,8 @@ INSTALL = ("plan compiles with the TPU compiler, which ships in libtpu; install 
            "No TPU is needed.")
 
 
-class LibtpuMissing(RuntimeError):
-    pass
+class CompilerMissing(RuntimeError):
+    """libtpu (or, for GPUs, the CUDA plugin) is not installed."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,9 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def topology_devices(chip: Chip, dims: tuple[int, ...], topology: str) -> list:
-    """libtpu's compile-only devices for a whole slice (no TPU, no host probing)."""
+    """Compile-only devices for a whole slice: libtpu's for TPUs, XLA's deviceless GPU target
+    for GPUs (no accelerator, no host probing)."""
+    if chip.platform == "cuda":
+        return _gpu_devices(chip, dims)
     if importlib.util.find_spec("libtpu") is None:
-        raise LibtpuMissing(INSTALL)
+        raise CompilerMissing(INSTALL)
     os.environ.setdefault("TPU_ACCELERATOR_TYPE", accelerator_type(chip, dims))
     os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
     os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
@@ -50,8 +53,20 @@ def topology_devices(chip: Chip, dims: tuple[int, ...], topology: str) -> list:
     os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     from jax.experimental import topologies
 
-    extra = {"chip_config_name": "megacore"} if chip.cores_per_chip > 1 and chip.name == "v4" else {}
+    extra = {"chip_config_name": "megacore"} if chip.name == "v4" else {}
     return list(topologies.get_topology_desc(topology_name=topology, platform="tpu", **extra).devices)
+
+
+def _gpu_devices(chip: Chip, dims: tuple[int, ...]) -> list:
+    if importlib.util.find_spec("jax_cuda12_plugin") is None:
+        raise CompilerMissing("plan for GPUs compiles with XLA's GPU compiler from the CUDA plugin; install it with "
+                            "`pip install 'vocal-remover-jax[cuda12]'`. No GPU is needed.")
+    os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")  # nothing runs: cuDNN etc. need not load
+    from jax.experimental import topologies
+
+    hosts, per_host = (1, dims[0]) if len(dims) == 1 else dims
+    return list(topologies.get_topology_desc(platform="cuda", target_config=chip.target_config,
+                                             topology=f"1x{hosts}x{per_host}").devices)
 
 
 def per_device_bytes(abstract_tree) -> int:
@@ -66,8 +81,8 @@ def count_ops(lowered) -> int:
     return len(re.findall(r"^\s*(?:%[^=]+= )?\"?(?:stablehlo|chlo|sdy|mhlo)\.", lowered.as_text(), re.MULTILINE))
 
 
-def _cost(compiled) -> dict:
-    cost = compiled.cost_analysis()
+def _cost(analysed) -> dict:
+    cost = analysed.cost_analysis()
     return (cost[0] if isinstance(cost, (list, tuple)) else cost) or {}
 
 
@@ -110,8 +125,9 @@ def plan(config: ml_collections.ConfigDict, topology: str) -> dict:
     mem = compiled.memory_analysis()
     total = (mem.argument_size_in_bytes + mem.output_size_in_bytes - mem.alias_size_in_bytes
              + mem.temp_size_in_bytes + mem.generated_code_size_in_bytes)
-    cost = _cost(compiled)
-    flops, seconds = float(cost.get("flops", 0.0)), float(cost.get("optimal_seconds", 0.0))
+    cost = _cost(compiled)  # TPU: per chip, with the cost model's time; GPU: none
+    flops = float(cost["flops"]) if "flops" in cost else None
+    seconds = float(cost.get("optimal_seconds", 0.0)) or None
     eval_mem, eval_cost = eval_compiled.memory_analysis(), _cost(eval_compiled)
     eval_total = (eval_mem.argument_size_in_bytes + eval_mem.output_size_in_bytes - eval_mem.alias_size_in_bytes
                   + eval_mem.temp_size_in_bytes + eval_mem.generated_code_size_in_bytes)
@@ -133,16 +149,17 @@ def plan(config: ml_collections.ConfigDict, topology: str) -> dict:
         "flops_per_chip": flops,
         "estimated_step_seconds": seconds,
         "estimated_examples_per_second_per_chip": config.batch_size / chips / seconds if seconds else None,
-        "estimated_mfu": flops / seconds / chip.bf16_flops if seconds else None,
+        "estimated_mfu": flops / seconds / chip.bf16_flops if seconds and flops else None,
         "peak_bf16_flops_per_chip": chip.bf16_flops,
         "compile_seconds": compile_seconds,
         "compile_peak_rss_bytes": peak_rss,
         "hlo_ops": hlo_ops,
         "eval": {"per_chip_bytes": {"temporaries": eval_mem.temp_size_in_bytes, "total": eval_total},
-                 "fits": eval_total <= chip.hbm_bytes, "flops_per_chip": float(eval_cost.get("flops", 0.0)),
-                 "estimated_step_seconds": float(eval_cost.get("optimal_seconds", 0.0)),
+                 "fits": eval_total <= chip.hbm_bytes, "flops_per_chip": eval_cost.get("flops"),
+                 "estimated_step_seconds": float(eval_cost.get("optimal_seconds", 0.0)) or None,
                  "compile_seconds": eval_compile_seconds},
-        "note": "times, examples/s and MFU are XLA's TPU cost model, not a measurement",
+        "note": ("times, examples/s and MFU are XLA's TPU cost model, not a measurement" if chip.platform == "tpu"
+                 else "XLA's GPU compiler reports no costs for a deviceless target: memory only"),
     }
 
 
@@ -155,7 +172,7 @@ def format_report(r: dict) -> str:
     mesh = " x ".join(f"{k} {v}" for k, v in r["mesh"].items())
     verdict = (f"fits, {_gb(r['headroom_bytes']).strip()} to spare" if r["fits"]
                else f"DOES NOT FIT: {_gb(-r['headroom_bytes']).strip()} over")
-    mfu = r["estimated_mfu"]
+    na = lambda v, fmt: "n/a" if v is None else format(v, fmt)
     lines = [
         f"plan: {r['mode']} on {r['topology']} ({r['chips']} chips), mesh {mesh}, global batch {r['global_batch']}"
         f" (grad_accum_steps {r['grad_accum_steps']}), compute {r['compute_dtype']}",
@@ -169,17 +186,20 @@ def format_report(r: dict) -> str:
         f"  total             {_gb(b['total'])}   of {_gb(r['hbm_bytes']).strip()} HBM: {verdict}",
         f"  eval step total   {_gb(r['eval']['per_chip_bytes']['total'])}",
         "compute per chip and step:",
-        f"  FLOPs             {r['flops_per_chip']:.4g}",
-        f"  step time         {r['estimated_step_seconds'] * 1e3:.2f} ms   (cost model)",
-        f"  examples/s/chip   {r['estimated_examples_per_second_per_chip'] or 0:.3g}   (cost model)",
-        f"  MFU               {100 * (mfu or 0):.1f} %   (cost model; of {r['peak_bf16_flops_per_chip'] / 1e12:.0f} "
-        "TFLOP/s bf16 peak)",
+        f"  FLOPs             {na(r['flops_per_chip'], '.4g')}",
+        f"  step time         {na(r['estimated_step_seconds'] and r['estimated_step_seconds'] * 1e3, '.2f')} ms"
+        "   (cost model)",
+        f"  examples/s/chip   {na(r['estimated_examples_per_second_per_chip'], '.3g')}   (cost model)",
+        f"  MFU               {na(r['estimated_mfu'] and 100 * r['estimated_mfu'], '.1f')} %   (cost model; of "
+        f"{r['peak_bf16_flops_per_chip'] / 1e12:.0f} TFLOP/s bf16 peak)",
         f"compile: train step {r['compile_seconds']:.1f} s, eval step {r['eval']['compile_seconds']:.1f} s, "
         f"peak RSS {r['compile_peak_rss_bytes'] / 2**30:.2f} GiB; lowered train step: {r['hlo_ops']:,} StableHLO ops",
         "Times, examples/s and MFU come from XLA's TPU cost model, not from running: they ignore input "
         "pipelines and host stalls and can be far off for communication-heavy programs. Memory is the "
         "compiler's own plan and is reliable.",
     ]
+    if r["flops_per_chip"] is None:
+        lines[-1] = "Memory is the GPU compiler's own plan; it gives no FLOPs or time for a GPU it does not have."
     return "\n".join(lines)
 
 
@@ -187,7 +207,7 @@ def main(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.config_overrides)
     try:
         report = plan(config, args.topology)
-    except (LibtpuMissing, ValueError) as e:
+    except (CompilerMissing, ValueError) as e:
         print(f"plan: {e}", file=sys.stderr)
         return 2
     print(json.dumps(report, indent=1) if args.json else format_report(report))
