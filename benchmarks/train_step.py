@@ -51,7 +51,7 @@ def main() -> None:
 
     from vocal_remover_jax.config import load_config
     from vocal_remover_jax.train import mesh as mesh_lib, steps
-    from vocal_remover_jax.train.trainer import build
+    from vocal_remover_jax.train.program import build_program
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     config_file = {"pretrain": "pretrain.py", "gan": "pretrain_gan.py", "finetune": "finetune.py"}[args.mode]
@@ -59,7 +59,9 @@ def main() -> None:
                          [f"batch_size={args.batch}", "grad_accum_steps=1", "mesh.data=1", "mesh.fsdp=1",
                           f"model.dtype={args.dtype}"])
     mesh = mesh_lib.make_mesh(config.mesh)
-    model, tx, disc, disc_tx, init, _, shardings = build(config, mesh)
+    program = build_program(config, mesh)
+    model, tx, disc, disc_tx, init, shardings = (program.model, program.tx, program.disc, program.disc_tx,
+                                                 program.init, program.shardings)
     frames, bins = config.model.cropsize, config.model.n_fft // 2 + 1
     rng = np.random.default_rng(0)
     x = rng.random((args.batch, frames, bins, 2), dtype=np.float32)

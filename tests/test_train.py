@@ -146,3 +146,48 @@ def test_interrupted_run_resumes_to_the_same_parameters(tmp_path, sig, uninterru
         assert proc.returncode == 0  # a clean exit after saving
     run(tmp_path / "killed", "finetune", *steps)
     assert max_param_diff(params(tmp_path / "killed"), uninterrupted) <= 1e-6
+
+
+def _flat(tree):
+    from flax import traverse_util
+
+    return {"/".join(k): np.asarray(v) for k, v in traverse_util.flatten_dict(tree).items()}
+
+
+def test_preempt_one_of_two_processes_stops_both_at_the_same_step(tmp_path, uninterrupted):
+    """SIGTERM reaches only process 1; both stop after the same step, save one checkpoint
+    together and exit 0; the resumed run ends where an uninterrupted run does."""
+    steps = [*RESUME_STEPS, "--config.checkpoint.every_steps=100"]  # only the preemption checkpoint
+
+    def start(delay):
+        port = _free_port()
+        return [run(tmp_path, "finetune", *steps, "--config.distributed.enabled=True",
+                    f"--config.distributed.coordinator_address=127.0.0.1:{port}",
+                    "--config.distributed.num_processes=2", f"--config.distributed.process_id={pid}",
+                    "--config.distributed.cpu_collectives=gloo", devices=2, wait=False,
+                    env={"TRAIN_RUN_BATCH_DELAY": str(delay)}) for pid in range(2)]
+
+    procs = start(0.3)
+    metrics_file = tmp_path / "metrics.jsonl"  # written by process 0 only
+    deadline = time.time() + 300
+    while time.time() < deadline and procs[0].poll() is None:
+        if metrics_file.exists() and sum(1 for _ in open(metrics_file)) >= 2:
+            break
+        time.sleep(0.05)
+    procs[1].send_signal(signal.SIGTERM)
+    stopped = []
+    for p in procs:
+        out, _ = p.communicate(timeout=300)
+        assert p.returncode == 0, out[-3000:]
+        stopped.append(re.findall(r"saved step (\d+), exiting", out))
+    assert stopped[0] == stopped[1] and len(stopped[0]) == 1, stopped
+    step = int(stopped[0][0])
+    assert 2 < step < 12
+    saved = sorted(ocp.utils.checkpoint_steps(str(tmp_path / "checkpoints")))
+    assert saved == [1, step], saved  # (Orbax also saves a run's first step)
+
+    for p in start(0):
+        out, _ = p.communicate(timeout=300)
+        assert p.returncode == 0, out[-3000:]
+    resumed, _ = restore_params(str(tmp_path))
+    assert max_param_diff(_flat(resumed), uninterrupted) <= 1e-6

@@ -13,7 +13,7 @@ import pytest
 
 from vocal_remover_jax.config import load_config
 from vocal_remover_jax.train import inputs, losses, mesh as mesh_lib, steps
-from vocal_remover_jax.train.trainer import build
+from vocal_remover_jax.train.program import build_program
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "pretrain_gan.py:tiny")
 SMALL = ["data.source=random", "model.depth=1", "model.cropsize=16", "audio.n_fft=64", "model.feedforward_dim=32", "model.dropout=0.0",
@@ -26,7 +26,8 @@ def _setup(*overrides):
     import flax.linen as nn
 
     config = load_config(CONFIG, SMALL + list(overrides))
-    model, _, disc, _, init, _, _ = build(config, mesh_lib.make_mesh(config.mesh))
+    program = build_program(config, mesh_lib.make_mesh(config.mesh))
+    model, disc, init = program.model, program.disc, program.init
     tx = disc_tx = optax.sgd(0.1)
     state = jax.jit(lambda r: nn.unbox(init(r)))(jax.random.key(0))
     state = state.replace(opt_state=tx.init(state.params), disc_opt_state=disc_tx.init(state.disc_params))

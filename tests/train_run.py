@@ -2,6 +2,7 @@
 
     python tests/train_run.py WORKDIR MODE [--config.key=value ...]
 Writes WORKDIR/params.npz with the final generator parameters (flattened) when it finishes.
+TRAIN_RUN_BATCH_DELAY=SECONDS slows the input so that a test can signal a run mid-way.
 """
 
 import os
@@ -19,7 +20,21 @@ if __name__ == "__main__":
 
     from vocal_remover_jax.config import load_config
     from vocal_remover_jax.train.checkpoint import restore_params
+    from vocal_remover_jax.train import inputs
     from vocal_remover_jax.train.trainer import train_and_evaluate
+
+    delay = float(os.environ.get("TRAIN_RUN_BATCH_DELAY", 0))
+    if delay:
+        import time
+
+        make_batches = inputs.train_batches
+
+        def slow_batches(*args, **kwargs):
+            for batch in make_batches(*args, **kwargs):
+                time.sleep(delay)
+                yield batch
+
+        inputs.train_batches = slow_batches
 
     config = load_config(os.path.join(os.path.dirname(__file__), "..", "configs", f"{mode}.py:tiny"),
                          split_config_overrides(overrides)[0])

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "separate": ("vocal_remover_jax.inference.separate_cli", "split songs into instrumental and vocals"),
     "evaluate": ("vocal_remover_jax.inference.evaluate", "SDR of a model on a MUSDB18-HQ style tree"),
     "import-torch": ("vocal_remover_jax.torch_import", "convert a reference PyTorch state_dict into a model file"),
+    "plan": ("vocal_remover_jax.train.plan", "compile a training config for a TPU slice (or GPUs) on any machine: fits? FLOPs, est. speed"),
     "describe": ("vocal_remover_jax.describe", "print a config's parameter counts and FLOPs"),
 }
 

@@ -14,17 +14,22 @@ MESH_AXES = ("data", "fsdp")
 BATCH_AXES = ("data", "fsdp")  # FSDP shards the batch too: every device computes on its own examples
 
 
-def make_mesh(cfg: ml_collections.ConfigDict) -> Mesh:
-    """`cfg.data` x `cfg.fsdp` devices; -1 in one of them takes the rest."""
-    n = jax.device_count()
+def make_mesh(cfg: ml_collections.ConfigDict, devices: list | None = None) -> Mesh:
+    """`cfg.data` x `cfg.fsdp` devices; -1 in one of them takes the rest.
+
+    `devices`: all of a slice's devices (default: this run's), e.g. a TPU topology's
+    compile-only devices for `plan`."""
+    whole_slice = devices is not None or jax.process_count() > 1
+    devices = jax.devices() if devices is None else list(devices)
+    n = len(devices)
     data, fsdp = int(cfg.data), int(cfg.fsdp)
     if data == -1:
         data = n // fsdp
     if fsdp == -1:
         fsdp = n // data
-    if data * fsdp > n or (jax.process_count() > 1 and data * fsdp != n):
+    if data * fsdp > n or (whole_slice and data * fsdp != n):
         raise ValueError(f"mesh data={cfg.data} x fsdp={cfg.fsdp} does not fit the {n} devices")
-    devices = jax.devices()[: data * fsdp]  # a single host may use fewer devices than it has
+    devices = devices[: data * fsdp]  # a single host may use fewer devices than it has
     return jax.make_mesh((data, fsdp), MESH_AXES, axis_types=(AxisType.Auto, AxisType.Auto), devices=devices)
 
 

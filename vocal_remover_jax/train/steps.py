@@ -23,9 +23,25 @@ def inputs_and_targets(batch: dict, mode: str) -> tuple[jax.Array, jax.Array]:
     return batch["input"], batch["target"]
 
 
+def microbatches(batch: dict, accum: int) -> dict:
+    """Leading axis `accum`; micro-batch k holds examples k, k + accum, k + 2 * accum, ...
+
+    Strided, not contiguous: each device's share of the batch splits into `accum` parts locally,
+    so every micro-batch spans every device (a contiguous block would sit on a few of them)."""
+    def split(a):
+        micro = jnp.swapaxes(a.reshape(a.shape[0] // accum, accum, *a.shape[1:]), 0, 1)
+        return nn.with_logical_constraint(micro, (None, "batch"))  # no-op without a mesh and rules
+
+    return jax.tree.map(split, batch)
+
+
 def make_train_step(config: ml_collections.ConfigDict, model: nn.Module, tx: optax.GradientTransformation,
-                    disc: nn.Module | None = None, disc_tx: optax.GradientTransformation | None = None) -> Callable:
+                    disc: nn.Module | None = None, disc_tx: optax.GradientTransformation | None = None,
+                    grad_shardings: tuple = (None, None)) -> Callable:
     """(state, batch) -> (state, metrics).
+
+    `grad_shardings` (the generator's and the critic's parameter shardings) keep the
+    gradient accumulators sharded like the parameters.
 
     Dropout keys derive from the step, so a resumed run draws the same masks as an
     uninterrupted one. A non-finite loss leaves the state as it was (the trainer stops on the
@@ -73,18 +89,21 @@ def make_train_step(config: ml_collections.ConfigDict, model: nn.Module, tx: opt
         loss, grads = jax.value_and_grad(loss_fn)(disc_params)
         return grads, {"critic": loss}
 
-    def mean_over_microbatches(fn, batch, rng):
-        """fn(batch, rng) -> pytree, averaged over `accum` sequential micro-batches (bounded memory)."""
+    def mean_over_microbatches(fn, batch, rng, sharding=None):
+        """fn(batch, rng) -> (grads, metrics), averaged over `accum` sequential micro-batches
+        (bounded memory); the grads' running sum is laid out by `sharding`."""
         if accum == 1:
             return fn(batch, rng)
-        micro = jax.tree.map(lambda a: a.reshape(accum, a.shape[0] // accum, *a.shape[1:]), batch)
+        micro = microbatches(batch, accum)
+        like_params = lambda t: (t if sharding is None else
+                                 (jax.lax.with_sharding_constraint(t[0], sharding), t[1]))
 
         def body(carry, xs):
             i, mb = xs
-            return jax.tree.map(jnp.add, carry, fn(mb, jax.random.fold_in(rng, i))), None
+            return like_params(jax.tree.map(jnp.add, carry, fn(mb, jax.random.fold_in(rng, i)))), None
 
         zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(fn, jax.tree.map(lambda a: a[0], micro), rng))
-        total, _ = jax.lax.scan(body, zeros, (jnp.arange(accum), micro))
+        total, _ = jax.lax.scan(body, like_params(zeros), (jnp.arange(accum), micro))
         return jax.tree.map(lambda a: a / accum, total)
 
     def critic_first(state, batch, rng):
@@ -100,7 +119,7 @@ def make_train_step(config: ml_collections.ConfigDict, model: nn.Module, tx: opt
             # forward runs again in the second pass (same dropout keys, so the same masks).
             d_grads, d_metrics = mean_over_microbatches(
                 lambda b, r: critic_grads(state.disc_params, b, forward(state.params, b, r)[0], critic_rng(r)),
-                batch, rng)
+                batch, rng, grad_shardings[1])
         d_updates, disc_opt_state = disc_tx.update(d_grads, state.disc_opt_state, state.disc_params)
         disc_params = optax.apply_updates(state.disc_params, d_updates)
         if accum == 1:
@@ -108,7 +127,7 @@ def make_train_step(config: ml_collections.ConfigDict, model: nn.Module, tx: opt
             (grads,) = pullback(out_grads)
         else:
             grads, metrics = mean_over_microbatches(lambda b, r: generator_grads(state.params, disc_params, b, r),
-                                                    batch, rng)
+                                                    batch, rng, grad_shardings[0])
         return grads, dict(metrics, **d_metrics), state.replace(disc_params=disc_params, disc_opt_state=disc_opt_state)
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
@@ -116,7 +135,8 @@ def make_train_step(config: ml_collections.ConfigDict, model: nn.Module, tx: opt
         if mode == "gan":
             grads, metrics, new = critic_first(state, batch, rng)
         else:
-            grads, metrics = mean_over_microbatches(lambda b, r: generator_grads(state.params, None, b, r), batch, rng)
+            grads, metrics = mean_over_microbatches(lambda b, r: generator_grads(state.params, None, b, r), batch, rng,
+                                                    grad_shardings[0])
             new = state
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics.get("critic", 0.0)) & jnp.isfinite(grad_norm)

@@ -7,54 +7,24 @@ checkpoint that an uninterrupted run would also have written.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import signal
 import time
 
-import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
+from jax.sharding import Mesh, NamedSharding
 
-from vocal_remover_jax.models import build_discriminator, build_model
 from vocal_remover_jax.train import checkpoint, distributed, inputs, mesh as mesh_lib, steps
 from vocal_remover_jax.train.metric_writer import MetricWriter
-from vocal_remover_jax.train.optim import make_optimizer
-from vocal_remover_jax.train.state import TrainState
+from vocal_remover_jax.train.program import build_program, check_batch
 
 
 class NonFiniteLossError(RuntimeError):
     pass
-
-
-def build(config: ml_collections.ConfigDict, mesh):
-    """Model(s), optimizer(s), the boxed-state initialiser and the state's shardings."""
-    model = build_model(config.model)
-    tx = make_optimizer(config.optimizer, config.total_steps)
-    disc = disc_tx = None
-    if config.mode == "gan":
-        disc = build_discriminator(config.discriminator)
-        disc_tx = make_optimizer(config.get("disc_optimizer", config.optimizer), config.total_steps)
-    frames, bins = config.model.cropsize, config.model.n_fft // 2 + 1
-    x = jnp.zeros((1, frames, bins, config.model.in_channels), jnp.float32)
-
-    def init(rng):
-        k_model, k_disc = jax.random.split(rng)
-        params = model.init({"params": k_model, "dropout": k_model}, x, deterministic=True)["params"]
-        state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
-        if disc is not None:
-            d_params = disc.init({"params": k_disc, "dropout": k_disc}, x, x, deterministic=True)["params"]
-            state = state.replace(disc_params=d_params, disc_opt_state=disc_tx.init(d_params))
-        return state
-
-    rules = mesh_lib.logical_rules(config.logical_rules)
-    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-        boxed = jax.eval_shape(init, jax.random.key(0))
-    shardings = mesh_lib.logical_shardings(boxed, mesh, rules)
-    return model, tx, disc, disc_tx, init, nn.unbox(boxed), shardings
 
 
 def _global_batch(batch: dict, sharding: NamedSharding) -> dict:
@@ -62,11 +32,37 @@ def _global_batch(batch: dict, sharding: NamedSharding) -> dict:
 
 
 class _Preemption:
-    """Turns SIGTERM into a flag the loop polls after each step."""
+    """SIGTERM on any process stops every process after the same step.
 
-    def __init__(self):
+    Each step takes this process's flag as an input and returns the maximum over all devices
+    (an all-reduce of one int per device inside the step, so no extra collective or host
+    sync). The loop reads that value `LAG` steps late, when the host has already waited for it
+    (`_MetricWindow.IN_FLIGHT`), so every process sees the same value after the same step and
+    they save one checkpoint together. Orbax's `reached_preemption` would need JAX's
+    preemption service (a coordination-service notifier, absent in single-process runs); this
+    works the same with one process, on CPU (gloo) and on a pod.
+    """
+
+    LAG = 2
+
+    def __init__(self, mesh: Mesh):
         self.requested = False
         self._old = None
+        self._sharding = mesh_lib.batch_sharding(mesh)
+        self._local = len(mesh.local_devices)
+        self._agreed: collections.deque = collections.deque()
+
+    def flags(self) -> jax.Array:
+        """This step's input: this process's flag on each of its devices."""
+        return jax.make_array_from_process_local_data(self._sharding, np.full((self._local,), int(self.requested),
+                                                                              np.int32))
+
+    def agreed(self, stop: jax.Array, last: bool) -> bool:
+        """Whether all processes stop now, given the step's reduced flag (same answer on all)."""
+        self._agreed.append(stop)
+        if last:  # the final step: everything still queued is read, on every process alike
+            return False
+        return len(self._agreed) > self.LAG and bool(self._agreed.popleft())
 
     def __enter__(self):
         try:
@@ -144,40 +140,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         checkpoint.save_config(workdir, config)
 
     mesh = mesh_lib.make_mesh(config.mesh)
-    model, tx, disc, disc_tx, init, abstract, shardings = build(config, mesh)
-    batch_sharding = mesh_lib.batch_sharding(mesh)
-    replicated = NamedSharding(mesh, PartitionSpec())
-    rules = mesh_lib.logical_rules(config.logical_rules)
+    program = build_program(config, mesh)
+    shardings, batch_sharding = program.shardings, program.batch_sharding
 
     nproc = jax.process_count()
-    if config.batch_size % (nproc * config.grad_accum_steps) or config.batch_size % mesh.size:
-        raise ValueError(f"batch_size {config.batch_size} must divide by the {mesh.size} devices, "
-                         f"the {nproc} processes and grad_accum_steps {config.grad_accum_steps}")
+    check_batch(config, mesh.size)
     local_batch = config.batch_size // nproc
-
-    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-        init_jit = jax.jit(lambda rng: nn.unbox(init(rng)), out_shardings=shardings)
-        train_step = jax.jit(steps.make_train_step(config, model, tx, disc, disc_tx),
-                             in_shardings=(shardings, batch_sharding), out_shardings=(shardings, replicated),
-                             donate_argnums=(0,))
-        eval_step = jax.jit(steps.make_eval_step(config, model),
-                            in_shardings=(shardings.params, batch_sharding), out_shardings=replicated)
-        # Device-side augmentation: raw crops from the host -> the batch the step takes.
-        transforms = {train: jax.jit(inputs.device_transform(config, train), in_shardings=(batch_sharding,),
-                                     out_shardings=batch_sharding) for train in (True, False)}
 
     manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep,
                                       every=config.checkpoint.every_steps, asynchronous=config.checkpoint.asynchronous)
     best = checkpoint.make_best_manager(os.path.join(workdir, "best"), config.checkpoint.best_metric,
                                                                     config.checkpoint.best_mode) if config.mode == "finetune" else None
-    target = checkpoint.with_shardings(abstract, shardings)
-    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    target = checkpoint.with_shardings(program.abstract_state, shardings)
+    with program.context():
         if manager.latest_step() is not None:
             state, meta, step = checkpoint.restore(manager, target)
             examples = int(meta["examples_seen"])
             logging.info("resumed from step %d of %s", step, workdir)
         else:
-            state = init_jit(jax.random.key(config.seed))
+            state = program.init_state(jax.random.key(config.seed))
             if config.init_from:
                 state = _init_from(config, state, shardings)
             examples = 0
@@ -188,15 +169,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     window = _MetricWindow(step, config.batch_size, workdir)
     metrics = {}
     try:
-        with _Preemption() as preemption, jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        with _Preemption(mesh) as preemption, program.context():
             while step < config.total_steps:
-                batch = transforms[True](_global_batch(next(batches), batch_sharding))
-                state, device_metrics = train_step(state, batch)
+                batch = program.transforms[True](_global_batch(next(batches), batch_sharding))
+                state, device_metrics = program.train_step(state, batch, preemption.flags())
                 step += 1
                 examples += local_batch
-                window.add(device_metrics)
-                stop = preemption.requested
                 last = step == config.total_steps
+                stop = preemption.agreed(device_metrics.pop("stop"), last)
+                window.add(device_metrics)
                 save_due = stop or manager.should_save(step)
                 eval_due = bool(config.eval_every_steps) and (step % config.eval_every_steps == 0 or last)
                 log_due = step % config.log_every_steps == 0 or last
@@ -208,12 +189,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 if save_due:
                     checkpoint.save(manager, step, state, {"examples_seen": examples}, force=stop)
                 if eval_due:
-                    results = evaluate(config, eval_step, state.params, batch_sharding, local_batch, transforms[False])
+                    results = evaluate(config, program.eval_step, state.params, batch_sharding, local_batch,
+                                       program.transforms[False])
                     writer.write(step, results, config.total_steps, prefix="eval/")
                     if best is not None:
                         checkpoint.save_best(best, step, state.params, results)
                 if stop:
-                    logging.warning("SIGTERM: saved step %d, exiting", step)
+                    logging.warning("SIGTERM (on this or another process): saved step %d, exiting", step)
                     break
                 window.restart_clock()
             checkpoint.save(manager, step, state, {"examples_seen": examples}, force=True)

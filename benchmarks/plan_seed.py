@@ -1,0 +1,65 @@
+"""The seed model's pod plan: `plan` for each row of the README's pod table, printed as that table.
+
+    python benchmarks/plan_seed.py [--rows N ...] [--only-print-commands]
+
+Each row runs `vocal-remover-jax plan --json` in its own process (compiles do not share memory).
+The seed step is a large program: budget tens of minutes and well over 12 GB per compile on a
+small machine (it was not run on the project's 2-core, 24 GB machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# (config, topology, overrides)
+ROWS = [
+    ("pretrain.py:seed", "v5p:4x4x4", ["mesh.data=8", "mesh.fsdp=8", "batch_size=64", "model.dtype=bfloat16"]),
+    ("pretrain.py:seed", "v5p:4x4x4", ["mesh.data=8", "mesh.fsdp=8", "batch_size=128", "model.dtype=bfloat16",
+                                       "model.remat=True"]),
+    ("pretrain.py:seed", "v5e:16x16", ["mesh.data=16", "mesh.fsdp=16", "batch_size=256", "model.dtype=bfloat16",
+                                       "model.remat=True"]),
+    ("finetune.py:seed", "v5p:2x2x1", ["mesh.data=1", "mesh.fsdp=4", "batch_size=8", "model.dtype=bfloat16"]),
+    ("finetune.py:seed", "v5e:2x4", ["mesh.data=1", "mesh.fsdp=8", "batch_size=8", "model.dtype=bfloat16",
+                                     "model.remat=True"]),
+]
+
+
+def command(config: str, topology: str, overrides: list[str]) -> list[str]:
+    return [sys.executable, "-m", "vocal_remover_jax", "plan", "--config", os.path.join(ROOT, "configs", config),
+            "--topology", topology, "--json", *(f"--config.{o}" for o in overrides)]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, nargs="*", help="row indices to run (default: all)")
+    p.add_argument("--only-print-commands", action="store_true")
+    args = p.parse_args()
+    rows = [ROWS[i] for i in args.rows] if args.rows else ROWS
+    if args.only_print_commands:
+        for row in rows:
+            print(" ".join(command(*row)[1:]))
+        return
+    print("| config | topology | mesh data x fsdp | global batch | dtype | remat | GB per chip (HBM) | fits |"
+          " est. MFU | est. examples/s/chip | compile s | compile peak GB | StableHLO ops |")
+    print("|" + " --- |" * 13)
+    for config, topology, overrides in rows:
+        done = subprocess.run(command(config, topology, overrides), capture_output=True, text=True)
+        if done.returncode:
+            print(f"| {config} | {topology} | failed: {done.stderr.strip().splitlines()[-1:]} |")
+            continue
+        r = json.loads(done.stdout)
+        remat = "model.remat=True" in overrides
+        print(f"| {config} | {topology} | {r['mesh']['data']} x {r['mesh']['fsdp']} | {r['global_batch']} | "
+              f"{r['compute_dtype']} | {remat} | {r['per_chip_bytes']['total'] / 1e9:.1f} ({r['hbm_bytes'] / 1e9:.0f}) | "
+              f"{r['fits']} | {100 * (r['estimated_mfu'] or 0):.0f} % | "
+              f"{r['estimated_examples_per_second_per_chip'] or 0:.2f} | {r['compile_seconds']:.0f} | "
+              f"{r['compile_peak_rss_bytes'] / 1e9:.1f} | {r['hlo_ops']:,} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
