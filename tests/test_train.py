@@ -105,28 +105,50 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_two_processes_match_one_process(tmp_path):
-    steps = ["--config.total_steps=4", "--config.checkpoint.every_steps=4"]
-    run(tmp_path / "single", "pretrain", *steps, devices=4)
-    port = _free_port()
-    procs = [run(tmp_path / "multi", "pretrain", *steps, "--config.distributed.enabled=True",
-                 f"--config.distributed.coordinator_address=127.0.0.1:{port}", "--config.distributed.num_processes=2",
-                 f"--config.distributed.process_id={pid}", "--config.distributed.cpu_collectives=gloo",
-                 devices=2, wait=False) for pid in range(2)]
-    for p in procs:
-        out, _ = p.communicate(timeout=600)
-        assert p.returncode == 0, out[-3000:]
-    np.testing.assert_allclose(losses(tmp_path / "multi"), losses(tmp_path / "single"), rtol=1e-5)
-
-
 RESUME_STEPS = ["--config.total_steps=12", "--config.checkpoint.every_steps=3", "--config.model.dropout=0.1"]
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
+def uninterrupted_workdir(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("straight")
     run(workdir, "finetune", *RESUME_STEPS)
-    return params(workdir)
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(uninterrupted_workdir):
+    return params(uninterrupted_workdir)
+
+
+def start_two_processes(workdir, *overrides, env=None) -> list:
+    """Two processes of 2 CPU devices each, one run over gloo collectives on loopback."""
+    port = _free_port()
+    return [run(workdir, "finetune", *overrides, "--config.distributed.enabled=True",
+                f"--config.distributed.coordinator_address=127.0.0.1:{port}", "--config.distributed.num_processes=2",
+                f"--config.distributed.process_id={pid}", "--config.distributed.cpu_collectives=gloo",
+                devices=2, wait=False, env=env) for pid in range(2)]
+
+
+def finish(procs) -> list[str]:
+    outs = []
+    for p in procs:
+        out, _ = p.communicate(timeout=600)
+        assert p.returncode == 0, out[-3000:]
+        outs.append(out)
+    return outs
+
+
+@pytest.fixture(scope="module")
+def two_process_workdir(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("two_process")
+    finish(start_two_processes(workdir, *RESUME_STEPS))
+    return workdir
+
+
+def test_two_processes_match_one_process(two_process_workdir, uninterrupted_workdir, uninterrupted):
+    """2 processes x 2 devices over gloo train like 1 process on 1 device (up to reduction order)."""
+    np.testing.assert_allclose(losses(two_process_workdir), losses(uninterrupted_workdir), rtol=1e-5)
+    assert max_param_diff(two_process_params(two_process_workdir), uninterrupted) < 1e-5
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
@@ -148,26 +170,24 @@ def test_interrupted_run_resumes_to_the_same_parameters(tmp_path, sig, uninterru
     assert max_param_diff(params(tmp_path / "killed"), uninterrupted) <= 1e-6
 
 
+def two_process_params(workdir):
+    """A multi-process run writes no params.npz: its checkpoint, restored here in one process."""
+    resumed, _ = restore_params(str(workdir))
+    return _flat(resumed)
+
+
 def _flat(tree):
     from flax import traverse_util
 
     return {"/".join(k): np.asarray(v) for k, v in traverse_util.flatten_dict(tree).items()}
 
 
-def test_preempt_one_of_two_processes_stops_both_at_the_same_step(tmp_path, uninterrupted):
+def test_preempt_one_of_two_processes_stops_both_at_the_same_step(tmp_path, two_process_workdir):
     """SIGTERM reaches only process 1; both stop after the same step, save one checkpoint
-    together and exit 0; the resumed run ends where an uninterrupted run does."""
+    together and exit 0; the resumed run ends where an uninterrupted run of the same topology does."""
     steps = [*RESUME_STEPS, "--config.checkpoint.every_steps=100"]  # only the preemption checkpoint
 
-    def start(delay):
-        port = _free_port()
-        return [run(tmp_path, "finetune", *steps, "--config.distributed.enabled=True",
-                    f"--config.distributed.coordinator_address=127.0.0.1:{port}",
-                    "--config.distributed.num_processes=2", f"--config.distributed.process_id={pid}",
-                    "--config.distributed.cpu_collectives=gloo", devices=2, wait=False,
-                    env={"TRAIN_RUN_BATCH_DELAY": str(delay)}) for pid in range(2)]
-
-    procs = start(0.3)
+    procs = start_two_processes(tmp_path, *steps, env={"TRAIN_RUN_BATCH_DELAY": "0.3"})
     metrics_file = tmp_path / "metrics.jsonl"  # written by process 0 only
     deadline = time.time() + 300
     while time.time() < deadline and procs[0].poll() is None:
@@ -175,19 +195,13 @@ def test_preempt_one_of_two_processes_stops_both_at_the_same_step(tmp_path, unin
             break
         time.sleep(0.05)
     procs[1].send_signal(signal.SIGTERM)
-    stopped = []
-    for p in procs:
-        out, _ = p.communicate(timeout=300)
-        assert p.returncode == 0, out[-3000:]
-        stopped.append(re.findall(r"saved step (\d+), exiting", out))
+    stopped = [re.findall(r"saved step (\d+), exiting", out) for out in finish(procs)]
     assert stopped[0] == stopped[1] and len(stopped[0]) == 1, stopped
     step = int(stopped[0][0])
     assert 2 < step < 12
     saved = sorted(ocp.utils.checkpoint_steps(str(tmp_path / "checkpoints")))
     assert saved == [1, step], saved  # (Orbax also saves a run's first step)
 
-    for p in start(0):
-        out, _ = p.communicate(timeout=300)
-        assert p.returncode == 0, out[-3000:]
+    finish(start_two_processes(tmp_path, *steps))
     resumed, _ = restore_params(str(tmp_path))
-    assert max_param_diff(_flat(resumed), uninterrupted) <= 1e-6
+    assert max_param_diff(_flat(resumed), two_process_params(two_process_workdir)) <= 1e-6  # same topology

@@ -155,7 +155,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     with program.context():
         if manager.latest_step() is not None:
             state, meta, step = checkpoint.restore(manager, target)
-            examples = int(meta["examples_seen"])
+            # Global examples, so a run resumes on another number of hosts (older checkpoints
+            # counted this host's examples).
+            examples = int(meta["global_examples_seen"]) if "global_examples_seen" in meta else \
+                int(meta["examples_seen"]) * nproc
             logging.info("resumed from step %d of %s", step, workdir)
         else:
             state = program.init_state(jax.random.key(config.seed))
@@ -165,7 +168,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     step = int(state.step)
 
     writer = MetricWriter(workdir, enabled=primary)
-    batches = inputs.train_batches(config, local_batch, examples, jax.process_index(), nproc)
+    batches = inputs.train_batches(config, local_batch, examples // nproc, jax.process_index(), nproc)
     window = _MetricWindow(step, config.batch_size, workdir)
     metrics = {}
     try:
@@ -174,7 +177,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 batch = program.transforms[True](_global_batch(next(batches), batch_sharding))
                 state, device_metrics = program.train_step(state, batch, preemption.flags())
                 step += 1
-                examples += local_batch
+                examples += config.batch_size
                 last = step == config.total_steps
                 stop = preemption.agreed(device_metrics.pop("stop"), last)
                 window.add(device_metrics)
@@ -187,7 +190,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 if log_due:
                     writer.write(step, metrics, config.total_steps)
                 if save_due:
-                    checkpoint.save(manager, step, state, {"examples_seen": examples}, force=stop)
+                    checkpoint.save(manager, step, state, {"global_examples_seen": examples}, force=stop)
                 if eval_due:
                     results = evaluate(config, program.eval_step, state.params, batch_sharding, local_batch,
                                        program.transforms[False])
@@ -198,7 +201,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                     logging.warning("SIGTERM (on this or another process): saved step %d, exiting", step)
                     break
                 window.restart_clock()
-            checkpoint.save(manager, step, state, {"examples_seen": examples}, force=True)
+            checkpoint.save(manager, step, state, {"global_examples_seen": examples}, force=True)
     finally:
         manager.wait_until_finished()
         manager.close()
