@@ -1,7 +1,8 @@
 """Named model sizes shared by every config file (`configs/*.py`).
 
 `seed` is the reference's default (kingoomieiii/frame-transformer train-pre.py), `small`
-a laptop-sized model, `tiny` the one tests, CI and the quickstart train in seconds.
+a laptop-sized model, `tiny` the one tests, CI and the quickstart train in seconds, `starter`
+the CPU-sized model of the real-audio recipe (README, "A starter model from the real-audio pack").
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ _SIZES = {
     "seed": (44100, 2048, 1024, 1024, 2, 7, 2, 8, 4096),
     "small": (44100, 1024, 512, 256, 2, 5, 1, 4, 1024),
     "tiny": (22050, 256, 128, 64, 4, 3, 1, 4, 128),
+    # the starter model trained on the real-audio pack: small's shape with a narrower feed-forward, for CPUs
+    "starter": (44100, 1024, 512, 256, 2, 5, 1, 4, 256),
 }
 NAMES = tuple(_SIZES)
 
