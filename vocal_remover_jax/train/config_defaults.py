@@ -11,7 +11,7 @@ _SCHEDULES = {
     "seed": (4, 200_000, 10_000, 100, 2000),
     "small": (8, 50_000, 2_000, 50, 1000),
     "tiny": (4, 300, 20, 10, 50),
-    "starter": (4, 2500, 100, 20, 100),  # CPU-sized: about 3.5 h of finetuning on 2 cores (README, starter section)
+    "starter": (4, 2500, 100, 20, 250),  # CPU-sized: about 4 h of finetuning on 2 cores (README, starter section)
 }
 
 
