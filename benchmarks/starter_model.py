@@ -59,15 +59,23 @@ def check_pack(pack: str, split: dict) -> None:
 
 
 def link_train_audio(pack: str, split: dict, audio_dir: str) -> dict[str, str]:
-    """WORKDIR/audio/<role folder>/<file> symlinks to the train part; returns role folder -> dir."""
-    dirs = {}
+    """WORKDIR/audio/<role folder>/<file> symlinks to the train part, and nothing else there
+    (a link left from another split or pack is replaced or removed); returns role folder -> dir."""
+    dirs, wanted = {}, set()
     for name in split["train"]:
         folder, base = os.path.split(name)
         target_dir = dirs.setdefault(folder, os.path.join(audio_dir, folder))
         os.makedirs(target_dir, exist_ok=True)
-        link = os.path.join(target_dir, base)
+        link, target = os.path.join(target_dir, base), os.path.abspath(os.path.join(pack, name))
+        wanted.add(link)
+        if os.path.lexists(link) and os.readlink(link) != target:
+            os.remove(link)
         if not os.path.lexists(link):
-            os.symlink(os.path.abspath(os.path.join(pack, name)), link)
+            os.symlink(target, link)
+    for target_dir in dirs.values():
+        for base in os.listdir(target_dir):
+            if os.path.join(target_dir, base) not in wanted:
+                os.remove(os.path.join(target_dir, base))
     return dirs
 
 
