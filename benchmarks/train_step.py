@@ -20,6 +20,8 @@ import time
 import jax
 import numpy as np
 
+from vocal_remover_jax import presets
+
 
 def _median_time(fn, repeats: int) -> float:
     times = []
@@ -38,7 +40,7 @@ def _flops(compiled) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--size", default="small", choices=["seed", "small", "tiny"])
+    p.add_argument("--size", default="small", choices=list(presets.NAMES))
     p.add_argument("--mode", default="pretrain", choices=["pretrain", "gan", "finetune"])
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3, help="timed runs after the compiling one")

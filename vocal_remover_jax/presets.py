@@ -1,7 +1,8 @@
 """Named model sizes shared by every config file (`configs/*.py`).
 
 `seed` is the reference's default (kingoomieiii/frame-transformer train-pre.py), `small`
-a laptop-sized model, `tiny` the one tests, CI and the quickstart train in seconds.
+a laptop-sized model, `tiny` the one tests, CI and the quickstart train in seconds, `starter`
+the CPU-sized model of the real-audio recipe (README, "A starter model from the real-audio pack").
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ _SIZES = {
                   num_transformer_blocks=1, num_bands=4, feedforward_dim=1024),
     "tiny": Size(sample_rate=22050, n_fft=256, hop_length=128, cropsize=64, channels=4, depth=3,
                  num_transformer_blocks=1, num_bands=4, feedforward_dim=128),
+    # the starter model trained on the real-audio pack: small's shape with a narrower feed-forward, for CPUs
+    "starter": Size(sample_rate=44100, n_fft=1024, hop_length=512, cropsize=256, channels=2, depth=5,
+                    num_transformer_blocks=1, num_bands=4, feedforward_dim=256),
 }
 NAMES = tuple(_SIZES)
 

@@ -59,6 +59,8 @@ def prepare_records(
     block_frames: int = 64,
     tracks_per_shard: int = 8,
     validation_fraction: float = 0.1,
+    vocal_variants: int = 0,
+    variant_seed: int = 0,
     strict: bool = False,
     progress: bool = True,
 ) -> PrepareResult:
@@ -90,7 +92,11 @@ def prepare_records(
         "channels": 2,
         "dtype": "float16",
     }
-    plan = _plan(tracks, discovery.assign_splits(tracks, validation_fraction), tracks_per_shard)
+    if vocal_variants < 0:
+        raise PrepareError("--vocal-variants must be 0 or more")
+    splits = discovery.assign_splits(tracks, validation_fraction)
+    tracks, splits = _with_vocal_variants(tracks, splits, vocal_variants, variant_seed)
+    plan = _plan(tracks, splits, tracks_per_shard)
     existing = os.path.join(out, manifest.MANIFEST)
     if os.path.exists(existing):
         manifest.check_audio_settings(manifest.load_manifest(out), settings["audio"], existing)
@@ -111,6 +117,20 @@ def prepare_records(
     result["skipped"] = [dataclasses.asdict(s) for s in skipped]
     write_json(existing, result, indent=1, sort_keys=True)
     return PrepareResult(result, skipped)
+
+
+def _with_vocal_variants(tracks: Sequence[Track], splits: Sequence[str], count: int,
+                         seed: int) -> tuple[list[Track], list[str]]:
+    """Adds `count` variants of every vocals track, each in its source's split (no leak into validation)."""
+    out_tracks, out_splits = list(tracks), list(splits)
+    for track, split in zip(tracks, splits):
+        if track.role != "vocals":
+            continue
+        for k in range(1, count + 1):
+            out_tracks.append(dataclasses.replace(track, track_id=f"{track.track_id}~v{k}", variant=k,
+                                                  variant_seed=seed))
+            out_splits.append(split)
+    return out_tracks, out_splits
 
 
 def _all_files(track: Track) -> list[str]:
@@ -136,7 +156,8 @@ def _write_or_resume(out, name, role, tracks, settings, strict, bar, totals) -> 
     path = os.path.join(out, name)
     note_path = os.path.join(out, ".progress", name + ".json")
     plan_hash = hashlib.sha256(
-        json.dumps([settings, [(t.track_id, t.files, t.subtract) for t in tracks]], sort_keys=True).encode()
+        json.dumps([settings, [(t.track_id, t.files, t.subtract, t.variant, t.variant_seed) for t in tracks]],
+                   sort_keys=True).encode()
     ).hexdigest()
     if os.path.isfile(note_path) and os.path.isfile(path):
         with open(note_path) as f:
@@ -225,6 +246,11 @@ def _track_clips(track: Track, settings: dict):
     waves = [sum(w[:, :length] for w in ws) for ws in stems.values()]
     if minus:  # MUSDB without separate stems: instrumental = mixture - vocals
         waves[-1] = waves[-1] - sum(w[:, :length] for w in minus)
+    if track.variant:
+        from vocal_remover_jax.data.vocal_variants import make_variant
+
+        source_id = track.track_id.rsplit("~", 1)[0]
+        waves = [make_variant(w, audio["sample_rate"], track.variant_seed, source_id, track.variant) for w in waves]
     with jax.default_device(jax.devices("cpu")[0]):  # never grab an accelerator for preprocessing
         spec = np.stack([np.asarray(stft(w, audio["n_fft"], audio["hop_length"])) for w in waves])
     spec = spec.transpose(0, 2, 3, 1)  # (stems, frames, bins, channels)
@@ -263,6 +289,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block-frames", type=int, default=64, help="frames per record (what a crop reads at least)")
     parser.add_argument("--tracks-per-shard", type=int, default=8, help="shard size, in tracks")
     parser.add_argument("--validation-fraction", type=float, default=0.1, help="tracks held out (MUSDB test/ always)")
+    parser.add_argument("--vocal-variants", type=int, default=0, metavar="N",
+                        help="add N pitch/tempo/EQ/reverb variants of every vocal track (data/vocal_variants.py)")
+    parser.add_argument("--variant-seed", type=int, default=0, help="seed of the vocal variants")
     parser.add_argument("--strict", action="store_true", help="stop at the first unusable file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -285,6 +314,8 @@ def main(args: argparse.Namespace) -> int:
             block_frames=args.block_frames,
             tracks_per_shard=args.tracks_per_shard,
             validation_fraction=args.validation_fraction,
+            vocal_variants=args.vocal_variants,
+            variant_seed=args.variant_seed,
             strict=args.strict,
             progress=not args.no_progress,
         )

@@ -29,6 +29,8 @@ class Track:
     files: dict[str, tuple[str, ...]]
     subtract: tuple[str, ...] = ()
     split_hint: str | None = None  # MUSDB's own train/test folders win over the hash split
+    variant: int = 0  # > 0: an altered copy of a vocal track (data/vocal_variants.py), seeded by variant_seed
+    variant_seed: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

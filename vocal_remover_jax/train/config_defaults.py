@@ -10,7 +10,6 @@ from vocal_remover_jax import presets
 from vocal_remover_jax.data.defaults import default_data_config
 
 
-
 @dataclasses.dataclass(frozen=True)
 class Schedule:
     batch_size: int
@@ -26,6 +25,9 @@ _SCHEDULES = {
     "small": Schedule(batch_size=8, total_steps=50_000, warmup_steps=2_000, log_every_steps=50,
                       checkpoint_every_steps=1000),
     "tiny": Schedule(batch_size=4, total_steps=300, warmup_steps=20, log_every_steps=10, checkpoint_every_steps=50),
+    # CPU-sized: about 4 h of finetuning on 2 cores (README, starter section)
+    "starter": Schedule(batch_size=4, total_steps=2500, warmup_steps=100, log_every_steps=20,
+                        checkpoint_every_steps=250),
 }
 
 

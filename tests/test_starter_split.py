@@ -1,0 +1,48 @@
+"""The starter model's split of the real-audio pack (configs/starter_split.json) keeps its promises."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+SPLIT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "starter_split.json")
+
+
+def test_held_out_is_disjoint_from_train_and_nothing_non_commercial_is_used():
+    with open(SPLIT) as f:
+        split = json.load(f)
+    train, held, excluded = (set(split[k]) for k in ("train", "held_out", "excluded"))
+    assert not train & held and not (train | held) & excluded
+    assert all(re.fullmatch(r"[0-9a-f]{64}", h) for part in ("train", "held_out", "excluded") for h in split[part].values())
+    assert not [n for n in train | held if os.path.splitext(n)[0].endswith("_NC-SA")]
+    assert sum(n.startswith("vocals/") for n in held) >= 1 and sum(n.startswith("instrumentals/") for n in held) >= 3
+    assert sum(n.startswith("vocals/") for n in train) >= 1 and sum(n.startswith("instrumentals/") for n in train) >= 3
+
+
+def test_held_out_mixtures_are_their_stems_summed_and_reproducible(tmp_path):
+    import importlib.util
+
+    import numpy as np
+    import soundfile as sf
+
+    from vocal_remover_jax.audio.io import load_audio
+
+    spec = importlib.util.spec_from_file_location("starter_model", os.path.join(os.path.dirname(SPLIT), "..", "benchmarks", "starter_model.py"))
+    starter = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(starter)
+    rate, rng = 8000, np.random.default_rng(0)
+    for name, seconds in (("instrumentals/a.flac", 30.0), ("instrumentals/b.flac", 5.0), ("vocals/v.flac", 2.0)):
+        os.makedirs(tmp_path / "pack" / os.path.dirname(name), exist_ok=True)
+        sf.write(tmp_path / "pack" / name, 0.2 * rng.standard_normal((int(seconds * rate), 2)), rate)
+    split = {"held_out": {"instrumentals/a.flac": "", "instrumentals/b.flac": "", "vocals/v.flac": ""}}
+    clips = starter.heldout_mixtures(str(tmp_path / "pack"), split, str(tmp_path / "out"))
+    assert clips == ["a+v", "b+v"]
+    for clip in clips:
+        mixture, vocals, inst = (load_audio(str(tmp_path / "out" / clip / f"{s}.wav"))[0] for s in ("mixture", "vocals", "instrumental"))
+        assert mixture.shape[1] == min(int(starter.CLIP_SECONDS * rate), 5 * rate if clip == "b+v" else 10**9)
+        np.testing.assert_allclose(mixture, vocals + inst, atol=1e-6)
+        assert np.abs(mixture).max() <= 0.99 + 1e-6 and np.abs(vocals).max() > 0.01
+    first = load_audio(str(tmp_path / "out" / "a+v" / "mixture.wav"))[0]
+    starter.heldout_mixtures(str(tmp_path / "pack"), split, str(tmp_path / "again"))
+    np.testing.assert_array_equal(first, load_audio(str(tmp_path / "again" / "a+v" / "mixture.wav"))[0])
