@@ -69,9 +69,10 @@ def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Gr
     b1, b2, eps, max_norm = cfg.b1, cfg.b2, cfg.eps, cfg.grad_clip_norm
     amsgrad = bool(cfg.get("amsgrad", False))
 
-    def update(grads, state, params):
+    def update(grads, state, params, grad_norm=None):
+        """`grad_norm`: `global_norm(grads)` when the caller has it already (the step reports it)."""
         clip_state, (adam, decay_state, lr_state) = state
-        norm = global_norm(grads)
+        norm = global_norm(grads) if grad_norm is None else grad_norm
         clip = jnp.where(norm < max_norm, 1.0, max_norm / norm)  # optax: g / norm * max_norm above the limit
         count = optax.safe_increment(adam.count)
         lr = schedule(adam.count)
@@ -109,4 +110,4 @@ def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Gr
             lr_state = optax.ScaleByScheduleState(count=optax.safe_increment(lr_state.count))
         return updates, (clip_state, (adam, decay_state, lr_state))
 
-    return optax.GradientTransformation(reference.init, update)
+    return optax.GradientTransformationExtraArgs(reference.init, update)

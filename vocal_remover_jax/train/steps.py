@@ -140,7 +140,7 @@ def make_train_step(config: ml_collections.ConfigDict, model: nn.Module, tx: opt
             new = state
         grad_norm = global_norm(grads)
         finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics.get("critic", 0.0)) & jnp.isfinite(grad_norm)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params, grad_norm=grad_norm)
         new = new.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates), opt_state=opt_state)
         new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
         metrics = dict(metrics, grad_norm=grad_norm, learning_rate=schedule(state.step), finite=finite.astype(jnp.float32))
