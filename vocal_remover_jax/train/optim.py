@@ -56,11 +56,15 @@ def reference_optimizer(cfg: ml_collections.ConfigDict, total_steps: int) -> opt
 
 
 def global_norm(tree) -> jax.Array:
-    """optax.tree.norm written as one dot product per array: the same number, and a third of the
-    lowered operations (a reduce costs four)."""
-    squares = [jnp.vdot(x, x, precision=jax.lax.Precision.HIGHEST, preferred_element_type=jnp.float32)
-               for x in jax.tree.leaves(tree)]
-    return jnp.sqrt(sum(squares, jnp.zeros((), jnp.float32)))
+    """optax.tree.norm written as one dot product per array, contracting every axis in place (no
+    reshape, so a sharded array stays sharded): the same number, and a third of the lowered
+    operations (a reduce costs four)."""
+    def square(x):
+        axes = tuple(range(x.ndim))
+        return jax.lax.dot_general(x, x, ((axes, axes), ((), ())), precision=jax.lax.Precision.HIGHEST,
+                                   preferred_element_type=jnp.float32)
+
+    return jnp.sqrt(sum((square(x) for x in jax.tree.leaves(tree)), jnp.zeros((), jnp.float32)))
 
 
 def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
