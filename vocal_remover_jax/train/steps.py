@@ -11,7 +11,7 @@ import ml_collections
 import optax
 
 from vocal_remover_jax.train import losses
-from vocal_remover_jax.train.optim import learning_rate_schedule
+from vocal_remover_jax.train.optim import global_norm, learning_rate_schedule
 from vocal_remover_jax.train.state import TrainState
 
 MODES = ("pretrain", "gan", "finetune")
@@ -138,9 +138,9 @@ def make_train_step(config: ml_collections.ConfigDict, model: nn.Module, tx: opt
             grads, metrics = mean_over_microbatches(lambda b, r: generator_grads(state.params, None, b, r), batch, rng,
                                                     grad_shardings[0])
             new = state
-        grad_norm = optax.tree.norm(grads)
+        grad_norm = global_norm(grads)
         finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics.get("critic", 0.0)) & jnp.isfinite(grad_norm)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params, grad_norm=grad_norm)
         new = new.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates), opt_state=opt_state)
         new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
         metrics = dict(metrics, grad_norm=grad_norm, learning_rate=schedule(state.step), finite=finite.astype(jnp.float32))
