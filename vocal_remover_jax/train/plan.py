@@ -111,12 +111,16 @@ def plan(config: ml_collections.ConfigDict, topology: str) -> dict:
     check_batch(config, mesh.size)
     program = build_program(config, mesh)
     args = program.abstract_inputs(config.batch_size)
-    cached = jax.config.jax_enable_compilation_cache
-    jax.config.update("jax_enable_compilation_cache", False)  # compile time and memory as a pod host pays them
+    # No persistent cache: compile time and memory as a pod host pays them (and a compile-only
+    # executable cannot be loaded back from it anyway).
+    cached = jax.config.jax_enable_compilation_cache, jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_enable_compilation_cache", False)
+    jax.config.update("jax_compilation_cache_dir", None)
     try:
         compiled, eval_compiled, hlo_ops, compile_seconds, eval_compile_seconds = _compile(program, args)
     finally:
-        jax.config.update("jax_enable_compilation_cache", cached)
+        jax.config.update("jax_enable_compilation_cache", cached[0])
+        jax.config.update("jax_compilation_cache_dir", cached[1])
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
     state = args["state"]
