@@ -111,16 +111,15 @@ def plan(config: ml_collections.ConfigDict, topology: str) -> dict:
     check_batch(config, mesh.size)
     program = build_program(config, mesh)
     args = program.abstract_inputs(config.batch_size)
-    # No persistent cache: compile time and memory as a pod host pays them (and a compile-only
-    # executable cannot be loaded back from it anyway).
-    cached = jax.config.jax_enable_compilation_cache, jax.config.jax_compilation_cache_dir
-    jax.config.update("jax_enable_compilation_cache", False)
-    jax.config.update("jax_compilation_cache_dir", None)
+    # Nothing into the persistent cache: compile time and memory as a pod host pays them, and a
+    # compile-only executable cannot be loaded back from it. (JAX decides once per process whether
+    # the cache is in use, so only the write threshold can still keep these programs out.)
+    keep = jax.config.jax_persistent_cache_min_compile_time_secs
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", float("inf"))
     try:
         compiled, eval_compiled, hlo_ops, compile_seconds, eval_compile_seconds = _compile(program, args)
     finally:
-        jax.config.update("jax_enable_compilation_cache", cached[0])
-        jax.config.update("jax_compilation_cache_dir", cached[1])
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", keep)
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
     state = args["state"]
