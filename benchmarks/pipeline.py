@@ -22,6 +22,7 @@ import numpy as np
 
 from vocal_remover_jax.atomic import write_json
 from vocal_remover_jax.data import manifest as mf
+from vocal_remover_jax.data.defaults import default_data_config
 from vocal_remover_jax.data import records
 
 SEED_STEP_FLOP = 1575e9  # one B1 seed train step (3 x the 521 GFLOP forward of a 1024-frame crop)
@@ -68,7 +69,7 @@ def _consumed(kind: str, batch: dict, crop_bytes: int) -> int:
 def host(root: str, kind: str, cropsize: int, batch_size: int, batches: int) -> dict:
     from vocal_remover_jax.data import pipelines
 
-    cfg = pipelines.default_data_config(kind)
+    cfg = default_data_config(kind)
     cfg.cropsize, cfg.verify_checksums, cfg.workers, cfg.prefetch = cropsize, False, 1, 1
     make = pipelines.pretrain_stream if kind == "pretrain" else pipelines.finetune_stream
     stream = make(root, cfg, batch_size=batch_size, seed=0, process_index=0, process_count=1)
@@ -105,10 +106,9 @@ def _raw(kind: str, b: int, frames: int, bins: int) -> dict:
 def device(kind: str, cropsize: int, batch_size: int, repeats: int) -> dict:
     import jax
 
-    from vocal_remover_jax.data import pipelines
     from vocal_remover_jax.train import augment
 
-    cfg = pipelines.default_data_config(kind)
+    cfg = default_data_config(kind)
     cfg.cropsize = cropsize
     if kind == "pretrain":
         fn = lambda b: augment.pretrain_batch(cfg, 0, b, warmup_examples=1e6)  # noqa: E731

@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 
 from vocal_remover_jax.data import manifest as mf
+from vocal_remover_jax.data.defaults import default_data_config
 from vocal_remover_jax.data import synthetic
 from vocal_remover_jax.data.prepare import prepare_records
 
@@ -80,7 +81,7 @@ def test_checksum_and_truncation_errors_name_the_shard(records, tmp_path):
         f.truncate(entry["bytes"] // 2)
     from vocal_remover_jax.data import pipelines
 
-    cfg = pipelines.default_data_config("finetune")
+    cfg = default_data_config("finetune")
     cfg.cropsize = 64
     with pytest.raises(mf.ManifestError, match="truncated") as info:
         pipelines.finetune_stream(copy, cfg, batch_size=2, seed=0, process_index=0, process_count=1)
@@ -101,9 +102,7 @@ def test_hosts_read_disjoint_shards_covering_all(records):
 
 
 def _cfg(kind, **overrides):
-    from vocal_remover_jax.data import pipelines
-
-    cfg = pipelines.default_data_config(kind)
+    cfg = default_data_config(kind)
     cfg.cropsize = 64
     cfg.verify_checksums = False
     cfg.update(overrides)

@@ -33,7 +33,6 @@ import numpy as np
 
 from vocal_remover_jax.data import manifest as mf
 from vocal_remover_jax.data import records
-from vocal_remover_jax.data.defaults import default_data_config  # noqa: F401  (re-exported: the pipelines' settings)
 
 # Named purposes of the host's random streams (the device's are in train/augment.py).
 EPOCH_ORDER = 1  # (seed, EPOCH_ORDER, epoch) -> the epoch's permutation of this host's clips

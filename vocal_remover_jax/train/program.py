@@ -10,7 +10,6 @@ import contextlib
 import dataclasses
 import functools
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import flax.linen as nn
 import jax
@@ -128,7 +127,7 @@ def stop_flags_spec(mesh: Mesh) -> jax.ShapeDtypeStruct:
 def example_batches(config: ml_collections.ConfigDict) -> tuple[dict, dict]:
     """One-example train and eval batches from the random source: the shapes and dtypes every
     source yields."""
-    c = ml_collections.ConfigDict(config)
+    c = config.copy_and_resolve_references()  # (a ConfigDict copy shares its sections)
     c.data.source = "random"
     c.eval_batches = 1
     return (next(inputs.train_batches(c, 1, 0, 0, 1)), next(inputs.eval_batches(c, 1, 0, 1)))

@@ -155,10 +155,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     with program.context():
         if manager.latest_step() is not None:
             state, meta, step = checkpoint.restore(manager, target)
-            # Global examples, so a run resumes on another number of hosts (older checkpoints
-            # counted this host's examples).
-            examples = int(meta["global_examples_seen"]) if "global_examples_seen" in meta else \
-                int(meta["examples_seen"]) * nproc
+            examples = int(meta["global_examples_seen"])  # global: a run may resume on another host count
             logging.info("resumed from step %d of %s", step, workdir)
         else:
             state = program.init_state(jax.random.key(config.seed))
