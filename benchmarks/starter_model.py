@@ -2,6 +2,7 @@
 
     python benchmarks/starter_model.py prepare --pack PATH/real-audio --workdir runs/starter [--vocal-variants 8]
     python benchmarks/starter_model.py evaluate --workdir runs/starter --model model.safetensors
+    python benchmarks/starter_model.py ship --workdir runs/starter --pack PATH/real-audio --hardware "2-core CPU"
 
 `prepare` checks every file of configs/starter_split.json against its sha256, links the train part
 into WORKDIR/audio/{instrumentals,vocals} and runs `vocal-remover-jax prepare` on it (records in
@@ -11,6 +12,12 @@ reads; float WAV, so mixture = vocals + instrumental exactly). Files named *_NC-
 `evaluate` prints per-clip and median SDR of vocals and instrumental for the model (through
 `vocal-remover-jax evaluate`) next to the do-nothing estimate (half the mixture for each stem),
 and writes WORKDIR/heldout_sdr.json (or --out).
+`ship` puts the evaluated model file, with its card, into the package (vocal_remover_jax/pretrained/,
+what `separate` uses without --model): the card holds the training data's attributions (from the
+pack's SOURCES.md, read here and never at run time), the config, the steps and training time of
+WORKDIR/pre and WORKDIR/ft, and the held-out SDR of WORKDIR/heldout_sdr.json; it refuses a model
+that is not WORKDIR/ft's latest checkpoint, and any _NC-SA file among the training data. It prints
+the file's sha256 and a markdown table for README.
 """
 
 from __future__ import annotations
@@ -187,8 +194,197 @@ def cmd_evaluate(args: argparse.Namespace, forwarded: list[str]) -> int:
     print(f"wrote {out}")
     return rc
 
+SHIPPED_NAME = "starter"
+SUMMARY = ("A small frame-transformer vocal remover, pretrained on instrumentals and finetuned on mixtures made "
+           "on the fly from about 42 minutes of instrumentals and 6 minutes of isolated singing, all under "
+           "licences that allow redistribution (no non-commercial data). A starting point that runs on a "
+           "laptop CPU, not a state-of-the-art separator: it has heard far less singing than published models.")
+LIMITATIONS = (
+    "Lyrics, rap and speech: most of its singing was sustained notes, vowels and short sung exclamations; "
+    "separators trained on real multitrack songs (MUSDB18-HQ) do much better on words.",
+    "Backing vocals, choirs inside a mix, growls and screams, and heavily processed pop vocals (auto-tune, "
+    "distortion, long reverb): never heard in training.",
+    "Instruments that sound like a voice (trumpet, violin, flute, synth leads) can leak into the vocals.",
+    "Its held-out score comes from a few artificial mixtures (2 voices x 5 instrumentals, no mastering): "
+    "a small test; commercial songs will score differently.",
+    "It works at 44.1 kHz: other rates are resampled, and content above 16 kHz was rare in its training vocals.",
+)
+EVALUATE_COMMAND = "python benchmarks/starter_model.py evaluate --workdir WORKDIR --model MODEL"
+SDR_METRIC = ("median over the mixtures of each mixture's median SDR over 1-second frames "
+              "(vocal-remover-jax evaluate's sdr_median)")
+MAX_MODEL_BYTES = 50 * 2**20
 
-def main() -> int:
+
+def _not_nc_sa(names, where: str) -> None:
+    bad = sorted(n for n in names if "_NC-SA" in os.path.basename(n))
+    assert not bad, f"{where}: CC BY-NC-SA files must never train the shipped model: {bad}"
+
+
+def read_sources(pack: str) -> tuple[dict[str, dict], str, str]:
+    """The pack's SOURCES.md: {path: table row}, the 'How the files were made' section and the
+    licence notices (lines about NC-SA licences left out: no such file trains a shipped model)."""
+    path = os.path.join(pack, "SOURCES.md")
+    with open(path) as f:
+        text = f.read()
+    rows, header = {}, None
+    for line in text.splitlines():
+        if not line.startswith("|"):
+            header = None
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if header is None:
+            header = cells
+        elif "path" in header and not set(line) <= set("|-: "):
+            if len(cells) != len(header):
+                raise ValueError(f"{path}: a table row has {len(cells)} cells, its header {len(header)}: {line[:80]}")
+            row = dict(zip(header, cells))
+            rows[row["path"].strip("`")] = row
+    notices = "\n".join(line for line in _section(text, "Licence texts and notices").splitlines()
+                        if "NC-SA" not in line)
+    return rows, _section(text, "How the files were made"), notices
+
+
+def _section(markdown: str, title: str) -> str:
+    lines = markdown.splitlines()
+    try:
+        start = lines.index(f"## {title}") + 1
+    except ValueError:
+        return ""
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return "\n".join(lines[start:end]).strip()
+
+
+def run_summary(run_dir: str) -> dict:
+    """Steps (latest checkpoint), batch size and training seconds of one training workdir.
+
+    Seconds: the logged step times times the steps each covers (a resumed run's first window
+    starts at the checkpoint it resumed from); start-up, checkpoint and evaluation time are not in it.
+    """
+    with open(os.path.join(run_dir, "config.json")) as f:
+        config = json.load(f)
+    checkpoints = os.path.join(run_dir, "checkpoints")
+    steps = [int(d) for d in (os.listdir(checkpoints) if os.path.isdir(checkpoints) else []) if d.isdigit()]
+    if not steps:
+        raise FileNotFoundError(f"{checkpoints}: no checkpoints")
+    every = int(config.get("checkpoint", {}).get("every_steps", 1)) or 1
+    seconds, previous = 0.0, 0
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        for line in f:
+            m = json.loads(line) if line.strip() else {}
+            if "step_time" not in m:
+                continue
+            start = previous if m["step"] > previous else (m["step"] - 1) // every * every
+            seconds += m["step_time"] * (m["step"] - start)
+            previous = m["step"]
+    return {"steps": max(steps), "batch_size": int(config["batch_size"]), "seconds": round(seconds)}
+
+
+def check_records(records: str, split: dict) -> None:
+    """The tracks in the training records (train and validation) all come from the split's train part."""
+    path = os.path.join(records, "manifest.json")
+    with open(path) as f:
+        manifest = json.load(f)
+    names = {t.split(":", 1)[-1].split("~")[0] for role in manifest["sets"].values() for shards in role.values()
+             for shard in shards for t in shard["tracks"]}
+    _not_nc_sa(names, path)
+    allowed = {_base(n) for n in split["train"]}
+    stray = sorted(names - allowed)
+    if stray:
+        raise ValueError(f"{path}: records hold tracks outside the train part of {SPLIT_FILE}: {stray[:5]}")
+
+
+def check_latest_checkpoint(params: dict, finetune_dir: str, model: str) -> None:
+    """`model` holds exactly the parameters of the finetuning run's latest checkpoint."""
+    from flax import traverse_util
+
+    from vocal_remover_jax.train.checkpoint import restore_params
+
+    restored, _ = restore_params(finetune_dir)
+    a = traverse_util.flatten_dict(dict(params), sep="/")
+    b = traverse_util.flatten_dict(dict(restored), sep="/")
+    same = a.keys() == b.keys() and all(np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a)
+    if not same:
+        raise ValueError(f"{model} is not the latest checkpoint of {finetune_dir}: export that checkpoint and "
+                         f"evaluate it ({EVALUATE_COMMAND}) before shipping")
+
+
+def make_card(args: argparse.Namespace, split: dict, params: dict, results: dict) -> dict:
+    rows, changes, notices = read_sources(args.pack)
+    train = sorted(split["train"])
+    _not_nc_sa(train, SPLIT_FILE)
+    missing = [n for n in train if n not in rows]
+    if missing:
+        raise ValueError(f"{os.path.join(args.pack, 'SOURCES.md')}: no attribution for {missing}")
+    data = [{"file": n, "duration": rows[n]["duration"], "licence": rows[n]["licence"],
+             "attribution": rows[n]["attribution"], "source": rows[n]["source"]} for n in train]
+    _not_nc_sa([d["file"] for d in data], "card")
+    phases = {p: run_summary(os.path.join(args.workdir, d)) for p, d in (("pretrain", "pre"), ("finetune", "ft"))}
+    median = results["median"]
+    from flax import traverse_util
+
+    parameters = sum(int(np.size(a)) for a in traverse_util.flatten_dict(dict(params)).values())
+    return {
+        "name": SHIPPED_NAME,
+        "summary": SUMMARY,
+        "config": {"spec": args.config_spec, "parameters": parameters},
+        "training": {**phases, "hardware": args.hardware, "seconds": sum(p["seconds"] for p in phases.values())},
+        "heldout_sdr": {"clips": len(results["clips"]), "metric": SDR_METRIC, "command": EVALUATE_COMMAND,
+                        **{s: {"model": round(median[f"{s}_model"], 2), "do_nothing": round(median[f"{s}_do_nothing"], 2)}
+                           for s in SOURCES}},
+        "limitations": list(LIMITATIONS),
+        "data": {"training": data, "held_out": sorted(split["held_out"]), "changes": changes, "notices": notices},
+    }
+
+
+def cmd_ship(args: argparse.Namespace, forwarded: list[str]) -> int:
+    try:
+        return ship(args)
+    except (ValueError, OSError, KeyError, AssertionError) as e:
+        print(f"starter_model ship: {e}", file=sys.stderr)
+        return 2
+
+
+def ship(args: argparse.Namespace) -> int:
+    from vocal_remover_jax.inference.model_card import sdr_table, training_line
+    from vocal_remover_jax.inference.model_file import file_sha256, load_model_file, save_model_file
+    from vocal_remover_jax.inference.packaged import PACKAGED_MODEL
+
+    split = load_split(SPLIT_FILE)
+    records = os.path.join(args.workdir, "records", "manifest.json")
+    if os.path.isfile(records):
+        check_records(os.path.dirname(records), split)
+    else:
+        print(f"starter_model: {records} missing: trusting {SPLIT_FILE} for the training data", file=sys.stderr)
+    sdr_json = args.sdr or os.path.join(args.workdir, "heldout_sdr.json")
+    with open(sdr_json) as f:
+        results = json.load(f)
+    model = args.model or results["model"]
+    if os.path.abspath(model) != os.path.abspath(results["model"]):
+        raise ValueError(f"{sdr_json} scores {results['model']}, not {model}")
+    params, config = load_model_file(model)
+    check_latest_checkpoint(params, os.path.join(args.workdir, "ft"), model)
+    card = make_card(args, split, params, results)
+    out = args.out or PACKAGED_MODEL
+    save_model_file(out, params, config, card)
+    load_model_file(out)
+    size = os.path.getsize(out)
+    if size > MAX_MODEL_BYTES:
+        os.remove(out)
+        raise ValueError(f"{out}: {size / 2**20:.1f} MiB, over the {MAX_MODEL_BYTES / 2**20:.0f} MiB a packaged model may take")
+    digest = file_sha256(out)
+    print(f"wrote {out} ({size / 2**20:.1f} MiB, {card['config']['parameters']:,} parameters)")
+    print(f"sha256 {digest}")
+    print()
+    print(sdr_table(card))
+    print()
+    print(f"- model: `{card['config']['spec']}`, {card['config']['parameters']:,} parameters, "
+          f"{size / 2**20:.1f} MiB, sha256 `{digest}`")
+    print(f"- training: {training_line(card['training'])}")
+    print(f"- held-out: {card['heldout_sdr']['clips']} mixtures; {SDR_METRIC}; `{EVALUATE_COMMAND}`")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     prep = sub.add_parser("prepare", help="check the pack, write training records and held-out mixtures")
@@ -201,10 +397,18 @@ def main() -> int:
     ev.add_argument("--workdir", required=True)
     ev.add_argument("--model", required=True)
     ev.add_argument("--out")
-    argv = sys.argv[1:]
+    sh = sub.add_parser("ship", help="put the evaluated model, with its card, into the package")
+    sh.add_argument("--workdir", required=True, help="holds pre/ and ft/ (training runs), heldout_sdr.json, records/")
+    sh.add_argument("--pack", required=True, help="the real-audio folder: its SOURCES.md gives the attributions")
+    sh.add_argument("--hardware", required=True, help='what trained it, for the card, e.g. "2-core CPU (x86-64)"')
+    sh.add_argument("--sdr", help="`evaluate`'s JSON (default WORKDIR/heldout_sdr.json)")
+    sh.add_argument("--model", help="the model file to ship (default: the one the SDR JSON scores)")
+    sh.add_argument("--config-spec", default="configs/finetune.py:starter", help="the config it was trained with")
+    sh.add_argument("--out", help="default: the package's model, vocal_remover_jax/pretrained/starter.safetensors")
+    argv = sys.argv[1:] if argv is None else argv
     forwarded = argv[argv.index("--") + 1 :] if "--" in argv else []
     args = p.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
-    return {"prepare": cmd_prepare, "evaluate": cmd_evaluate}[args.command](args, forwarded)
+    return {"prepare": cmd_prepare, "evaluate": cmd_evaluate, "ship": cmd_ship}[args.command](args, forwarded)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("vocal_remover_jax.inference.evaluate", "SDR of a model on a MUSDB18-HQ style tree"),
     "import-torch": ("vocal_remover_jax.torch_import", "convert a reference PyTorch state_dict into a model file"),
     "plan": ("vocal_remover_jax.train.plan", "compile a training config for a TPU slice (or GPUs) on any machine: fits? FLOPs, est. speed"),
-    "describe": ("vocal_remover_jax.describe", "print a config's parameter counts and FLOPs"),
+    "describe": ("vocal_remover_jax.describe", "parameter counts and FLOPs of a config or a model file; a model file's card"),
 }
 
 

@@ -16,7 +16,7 @@ from vocal_remover_jax.audio.reference_tracks import SOURCES, find_reference_tra
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", help="MUSDB18-HQ style folder (e.g. musdb18hq/test) or mixture/vocals/instrumental triples")
-    parser.add_argument("-m", "--model", required=True, help="model file (.safetensors)")
+    parser.add_argument("-m", "--model", help="model file (.safetensors; default: the packaged model)")
     parser.add_argument("--out", help="JSON results file (default: <model name>_<dataset name>_sdr.json here)")
     parser.add_argument("--batch-size", type=int, help="crops per network call (default: 1 on CPU, 4 on GPU/TPU)")
     parser.add_argument("--tta", action="store_true")
@@ -29,7 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from vocal_remover_jax.inference.model_file import ModelFileError
+    from vocal_remover_jax.inference.packaged import no_model_message, resolve_model
 
+    args.model = resolve_model(args.model)
+    if args.model is None:
+        print(f"evaluate: {no_model_message()}", file=sys.stderr)
+        return 2
     out = args.out or f"{_stem(args.model)}_{_stem(os.path.abspath(args.dataset))}_sdr.json"
     try:
         results = evaluate_model(args.model, args.dataset, out_json=out, batch_size=args.batch_size, tta=args.tta,

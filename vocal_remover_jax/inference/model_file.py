@@ -9,7 +9,10 @@ model. Metadata (all strings, as the format requires):
     format          "vocal-remover-jax model"
     format_version  FORMAT_VERSION
     config          JSON {"model": {...}, "audio": {...}}
-    sha256          digest of the config and every parameter (name, dtype, shape, bytes)
+    card            optional JSON object: what the model was trained on, how, and how well it
+                    does (data attributions, steps, held-out SDR); `describe --model` prints it
+    sha256          digest of the config, the card (when there is one) and every parameter
+                    (name, dtype, shape, bytes)
 """
 
 from __future__ import annotations
@@ -37,34 +40,41 @@ class ModelFileError(ValueError):
     """A model file that cannot be used; the message names the file and the problem."""
 
 
-def save_model_file(path: str, params: Mapping[str, Any], config: ml_collections.ConfigDict) -> None:
-    """Writes `params` (the 'params' collection, boxed or not) and `config.model`/`config.audio` atomically."""
+def save_model_file(path: str, params: Mapping[str, Any], config: ml_collections.ConfigDict,
+                    card: Mapping[str, Any] | None = None) -> None:
+    """Writes `params` (the 'params' collection, boxed or not), `config.model`/`config.audio` and
+    the optional model `card` (a JSON-serialisable dict) atomically."""
     import flax.linen as nn
     from safetensors.numpy import save_file
 
     _check_config(config, path)
     flat = {name: np.ascontiguousarray(leaf) for name, leaf in _flatten(nn.unbox(dict(params))).items()}
     config_json = json.dumps({"model": config.model.to_dict(), "audio": config.audio.to_dict()}, sort_keys=True)
-    metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "config": config_json,
-                "sha256": _digest(config_json, flat)}
+    metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "config": config_json}
+    card_json = None
+    if card is not None:
+        card_json = metadata["card"] = json.dumps(dict(card), sort_keys=True, allow_nan=False)
+    metadata["sha256"] = _digest(config_json, flat, card_json)
     with atomic_path(path) as tmp:
         save_file(flat, tmp, metadata=metadata)
 
 
 def read_header(path: str) -> dict:
-    """The file's description without loading the arrays: {"format_version", "config", "params":
-    {name: {"shape", "dtype"}}, "num_params"}, after checking it is a model file of this version."""
+    """The file's description without loading the arrays: {"format_version", "config", "card" (a dict,
+    or None), "params": {name: {"shape", "dtype"}}, "num_params"}, after checking it is a model file
+    of this version (the checksum is checked by `load_model_file`, which reads the arrays)."""
     from safetensors import safe_open
 
     with _errors_name(path):
         with safe_open(path, "np") as f:
             metadata = f.metadata() or {}
             config = _check_metadata(path, metadata)
+            card = _card(path, metadata)
             params = {}
             for name in f.keys():
                 view = f.get_slice(name)
                 params[name] = {"shape": list(view.get_shape()), "dtype": _dtype_name(view.get_dtype())}
-    return {"format_version": FORMAT_VERSION, "config": config.to_dict(), "params": params,
+    return {"format_version": FORMAT_VERSION, "config": config.to_dict(), "card": card, "params": params,
             "num_params": int(sum(np.prod(p["shape"], dtype=np.int64) for p in params.values()))}
 
 
@@ -81,15 +91,19 @@ def load_model_file(path: str, check_shapes: bool = True) -> tuple[dict, ml_coll
             metadata = f.metadata() or {}
             config = _check_metadata(path, metadata)
             flat = {name: f.get_tensor(name) for name in f.keys()}
-    if _digest(metadata["config"], flat) != metadata.get("sha256"):
+    _card(path, metadata)
+    if _digest(metadata["config"], flat, metadata.get("card")) != metadata.get("sha256"):
         raise ModelFileError(f"{path}: checksum mismatch: the file is corrupt")
     if check_shapes:
         _check_shapes(path, config, {name: a.shape for name, a in flat.items()})
     return traverse_util.unflatten_dict(flat, sep=SEPARATOR), config
 
 
-def _digest(config_json: str, flat: Mapping[str, np.ndarray]) -> str:
+def _digest(config_json: str, flat: Mapping[str, np.ndarray], card_json: str | None = None) -> str:
+    """A file without a card has the digest it had before cards existed."""
     h = hashlib.sha256(config_json.encode())
+    if card_json is not None:
+        h.update(b"\ncard\n" + card_json.encode())
     for name in sorted(flat):
         a = np.ascontiguousarray(flat[name])
         h.update(f"\n{name}:{a.dtype.str}:{a.shape}\n".encode())
@@ -111,6 +125,28 @@ def _check_metadata(path: str, metadata: Mapping[str, str]) -> ml_collections.Co
         raise ModelFileError(f"{path}: corrupt config in the metadata ({e})") from None
     _check_config(config, path)
     return config
+
+
+def _card(path: str, metadata: Mapping[str, str]) -> dict | None:
+    if "card" not in metadata:
+        return None
+    try:
+        card = json.loads(metadata["card"])
+    except ValueError as e:
+        raise ModelFileError(f"{path}: corrupt model card in the metadata ({e})") from None
+    if not isinstance(card, dict):
+        raise ModelFileError(f"{path}: corrupt model card in the metadata (a JSON {type(card).__name__}, "
+                             "not an object)")
+    return card
+
+
+def file_sha256(path: str) -> str:
+    """The whole file's sha256, as `sha256sum` prints it (what a README lists next to a model)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 @contextlib.contextmanager

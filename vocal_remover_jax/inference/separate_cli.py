@@ -1,9 +1,10 @@
 """`separate`: split songs into instrumental and vocals with a model file.
 
-    vocal-remover-jax separate song.mp3 music/ 'live/*.flac' -o out/ --model model.safetensors
+    vocal-remover-jax separate song.mp3 music/ 'live/*.flac' -o out/ [--model model.safetensors]
 
-Each input gives `<name>_Instruments.<ext>` and `<name>_Vocals.<ext>` (folders keep their
-layout under the output directory). A file that fails is reported and the rest go on; the exit
+Without --model it uses the model packaged with vocal-remover-jax (inference/packaged.py).
+Each input gives `<name>_Instruments.<ext>` and `<name>_Vocals.<ext>` (folders keep their layout
+under the output directory). A file that fails is reported and the rest go on; the exit
 code is 1 if anything failed.
 """
 
@@ -22,21 +23,13 @@ from vocal_remover_jax.audio.files import is_audio_file, walk_audio_files
 SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}
 STEMS = ("instruments", "vocals")
 
-NO_MODEL = """\
-separate needs a model: pass --model MODEL.safetensors.
-
-No pretrained model ships with vocal-remover-jax yet. To make one:
-  1. train on real songs (mixture + instrumental pairs):  vocal-remover-jax train --config configs/... --workdir DIR
-  2. export the checkpoint:                                vocal-remover-jax export --workdir DIR --out model.safetensors
-  or convert a reference PyTorch checkpoint:               vocal-remover-jax import-torch model.pth --config configs/model.py:seed --out model.safetensors
-`vocal-remover-jax quickstart` trains a demo model on generated audio: it shows the pipeline works,
-but it has never heard a real voice and is of no use on real songs."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", help="audio files, folders (searched recursively) or glob patterns")
     parser.add_argument("-o", "--output-dir", default=".", help="where outputs go (default: current directory)")
-    parser.add_argument("-m", "--model", help="model file (.safetensors) from `export` or `import-torch`")
+    parser.add_argument("-m", "--model", help="model file (.safetensors) from `export` or `import-torch` "
+                                              "(default: the model packaged with vocal-remover-jax)")
     parser.add_argument("--stems", choices=("both", *STEMS), default="both", help="which outputs to write")
     parser.add_argument("--instruments-suffix", default="_Instruments", help="name suffix of the instrumental")
     parser.add_argument("--vocals-suffix", default="_Vocals", help="name suffix of the vocals")
@@ -57,9 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    if not args.model:
-        print(NO_MODEL, file=sys.stderr)
+    from vocal_remover_jax.inference.packaged import no_model_message, resolve_model
+
+    model = resolve_model(args.model)
+    if model is None:
+        print(f"separate: {no_model_message()}", file=sys.stderr)
         return 2
+    if not args.model and not args.quiet:
+        print(f"separate: using the packaged model {model}", file=sys.stderr)
     if args.format == "flac" and args.bit_depth == "float":
         print("separate: FLAC stores integers only: use --bit-depth 16 or 24, or --format wav", file=sys.stderr)
         return 2
@@ -84,7 +82,7 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         separator = Separator.from_file(
-            args.model, batch_size=args.batch_size, tta=args.tta, postprocess=args.postprocess,
+            model, batch_size=args.batch_size, tta=args.tta, postprocess=args.postprocess,
             overlap=DEFAULT_OVERLAP if args.overlap is None else args.overlap,
             aggressiveness=args.aggressiveness, device=args.device)
     except (ModelFileError, ValueError) as e:
