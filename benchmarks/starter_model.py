@@ -26,6 +26,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -241,7 +242,21 @@ def read_sources(pack: str) -> tuple[dict[str, dict], str, str]:
             rows[row["path"].strip("`")] = row
     notices = "\n".join(line for line in _section(text, "Licence texts and notices").splitlines()
                         if "NC-SA" not in line)
-    return rows, _section(text, "How the files were made"), notices
+    return rows, _paragraphs(_section(text, "How the files were made")), notices
+
+
+def _paragraphs(markdown: str) -> str:
+    """One line per list item or paragraph (markdown's wrapped continuation lines joined)."""
+    items: list[str] = []
+    for line in markdown.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if items and not re.match(r"(\d+\.|-) ", line):
+            items[-1] += " " + line
+        else:
+            items.append(line)
+    return "\n".join(items)
 
 
 def _section(markdown: str, title: str) -> str:
@@ -315,7 +330,8 @@ def make_card(args: argparse.Namespace, split: dict, params: dict, results: dict
     missing = [n for n in train if n not in rows]
     if missing:
         raise ValueError(f"{os.path.join(args.pack, 'SOURCES.md')}: no attribution for {missing}")
-    data = [{"file": n, "duration": rows[n]["duration"], "licence": rows[n]["licence"],
+    data = [{"file": n, "duration": rows[n]["duration"],
+             "licence": rows[n]["licence"].replace("at the end of this file", "under licence notices"),
              "attribution": rows[n]["attribution"], "source": rows[n]["source"]} for n in train]
     _not_nc_sa([d["file"] for d in data], "card")
     phases = {p: run_summary(os.path.join(args.workdir, d)) for p, d in (("pretrain", "pre"), ("finetune", "ft"))}

@@ -137,7 +137,7 @@ def _fake_sources(pack, split, leave_out=()):
     rows = [f"| `{n}` | 0:10.00 | repo @abc, `{n}` | CC BY 4.0 | Author of {os.path.basename(n)} | yes |"
             for n in [*split["train"], *split["held_out"], *split["excluded"]] if n not in leave_out]
     text = "\n".join([
-        "# pack", "## How the files were made", "1. Trimmed and resampled.", "",
+        "# pack", "## How the files were made", "1. Trimmed and", "   resampled.", "2. Re-encoded.", "",
         "## Files", "| path | duration | source | licence | attribution | singing |", "|---|---|---|---|---|---|",
         *rows, "", "## Licence texts and notices", "- CC BY 4.0: https://creativecommons.org/licenses/by/4.0/",
         "- CC BY-NC-SA 4.0: https://creativecommons.org/licenses/by-nc-sa/4.0/", "Notice: keep this line.", ""])
@@ -201,7 +201,7 @@ def test_ship_writes_the_evaluated_model_with_its_card(workdir, tiny_model, tmp_
     assert [d["file"] for d in card["data"]["training"]] == sorted(split["train"])
     assert card["data"]["training"][0]["attribution"].startswith("Author of ")
     assert "NC-SA" not in json.dumps(card) and "Notice: keep this line." in card["data"]["notices"]
-    assert card["data"]["changes"] == "1. Trimmed and resampled."
+    assert card["data"]["changes"] == "1. Trimmed and resampled.\n2. Re-encoded."  # wrapped lines joined
     assert card["training"]["pretrain"] == {"steps": 20, "batch_size": 8, "seconds": 10}
     assert card["training"]["finetune"]["steps"] == 20 and card["training"]["finetune"]["seconds"] == 25
     assert card["training"]["hardware"] == "2-core test CPU" and card["training"]["seconds"] == 35

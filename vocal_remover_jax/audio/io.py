@@ -1,8 +1,8 @@
 """Reading and writing audio files as `(2, samples)` float32 arrays.
 
 Every consumer (prepare, separate, evaluate) wants stereo at a known rate, so the
-conversion happens once, here: mono is duplicated, extra channels dropped, and the
-rate resampled with librosa when asked.
+conversion happens once, here: mono is duplicated (unless asked to keep it: `separate` writes
+mono stems for a mono song), extra channels dropped, and the rate resampled with librosa when asked.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ class AudioReadError(ValueError):
     """A file could not be used as audio; the message names the file and the reason."""
 
 
-def load_audio(path: str, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
-    """Returns `(wave, rate)`: float32 `(2, samples)`, at `sample_rate` when given."""
+def load_audio(path: str, sample_rate: int | None = None, keep_mono: bool = False) -> tuple[np.ndarray, int]:
+    """Returns `(wave, rate)`: float32 `(2, samples)` (`(1, samples)` for a mono file with
+    `keep_mono`), at `sample_rate` when given."""
     if not os.path.exists(path):
         raise AudioReadError(f"{path}: file not found")
     if os.path.isdir(path):
@@ -47,7 +48,7 @@ def load_audio(path: str, sample_rate: int | None = None) -> tuple[np.ndarray, i
         raise AudioReadError(f"{path}: contains no samples")
     if not np.all(np.isfinite(wave)):
         raise AudioReadError(f"{path}: contains NaN or infinite samples")
-    wave = np.concatenate([wave, wave]) if wave.shape[0] == 1 else wave[:2]
+    wave = (wave if keep_mono else np.concatenate([wave, wave])) if wave.shape[0] == 1 else wave[:2]
     if sample_rate is not None and int(rate) != int(sample_rate):
         wave = librosa.resample(wave, orig_sr=int(rate), target_sr=int(sample_rate), axis=-1)
         rate = sample_rate

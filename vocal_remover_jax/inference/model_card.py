@@ -108,7 +108,8 @@ def _data_lines(data: Mapping[str, Any], wrap) -> list[str]:
         lines.append(wrap(f"- {f['file']} ({f.get('duration', '?')}): {f.get('attribution', '?')}. "
                           f"Licence: {f.get('licence', '?')}. Source: {f.get('source', '?')}"))
     if data.get("changes"):
-        lines.append(wrap(f"changes: {data['changes']}", ""))
+        lines.append("changes made to the training files:")
+        lines += [wrap(item) for item in str(data["changes"]).splitlines()]
     if data.get("held_out"):
         lines.append(wrap("held out (never trained on; the held-out mixtures): " + ", ".join(data["held_out"]), ""))
     if data.get("notices"):

@@ -119,7 +119,9 @@ def separate_file(separator, source: str, out_dir: str, args: argparse.Namespace
             raise ValueError(f"output {path} would overwrite the input")
         if os.path.exists(path) and not args.overwrite:
             raise FileExistsError(f"{path} exists (pass --overwrite to replace it)")
-    wave, rate = load_audio(source)
+    wave, rate = load_audio(source, keep_mono=True)
+    channels = wave.shape[0]  # a mono song gets mono stems: the mean of the stereo network's two
+    wave = np.concatenate([wave, wave]) if channels == 1 else wave
     os.makedirs(out_dir, exist_ok=True)
     images = [] if args.output_image else None
     with tqdm(desc=name[:30], unit="batch", leave=False, disable=args.quiet) as bar:
@@ -128,16 +130,12 @@ def separate_file(separator, source: str, out_dir: str, args: argparse.Namespace
             bar.update(done - bar.n)
 
         with contextlib.ExitStack() as files:  # all stems appear together, or none
-            writers = {s: files.enter_context(audio_writer(outputs[s], rate, 2, SUBTYPES[args.bit_depth]))
+            writers = {s: files.enter_context(audio_writer(outputs[s], rate, channels, SUBTYPES[args.bit_depth]))
                        for s in stems}
-            if rate == separator.sample_rate:
-                blocks = separator.stream(wave, progress=progress, images=images)
-            else:
-                blocks = iter([separator.separate(wave, rate, progress=progress, images=images)])
-            for inst, vocals in blocks:
+            for inst, vocals in separator.stream_at(wave, rate, progress=progress, images=images):
                 for stem, data in zip(STEMS, (inst, vocals)):
                     if stem in writers:
-                        writers[stem](data)
+                        writers[stem](data.mean(0, keepdims=True) if channels == 1 else data)
     written = list(outputs.values())
     if images is not None:
         from vocal_remover_jax.inference.images import write_spectrogram_image

@@ -58,13 +58,9 @@ class Separator:
                  images: list | None = None) -> tuple[np.ndarray, np.ndarray]:
         mixture = np.asarray(waveform, np.float32)
         stereo = to_stereo(mixture)
-        x = resample(stereo, sample_rate, self.sample_rate)
-        parts = list(self.stream(x, progress=progress, images=images))
+        parts = list(self.stream_at(stereo, sample_rate, progress=progress, images=images))
         inst = np.concatenate([p[0] for p in parts], axis=-1)
         vocals = np.concatenate([p[1] for p in parts], axis=-1)
-        if sample_rate != self.sample_rate:
-            inst = fit_length(resample(inst, self.sample_rate, sample_rate), stereo.shape[-1])
-            vocals = stereo - inst  # the complement at the input's rate
         if mixture.ndim == 1 or mixture.shape[0] == 1:
             inst, vocals = inst.mean(0).reshape(mixture.shape), vocals.mean(0).reshape(mixture.shape)
         return inst, vocals
@@ -77,6 +73,31 @@ class Separator:
         if wave.shape[-1] == 0:
             raise ValueError("empty waveform")
         return self._core.stream(np.asarray(wave, np.float32), progress=progress, images=images)
+
+    def stream_at(self, wave: np.ndarray, sample_rate: int, progress: Callable[[int, int], None] | None = None,
+                  images: list | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Consecutive (instrumental, vocals) blocks of a stereo `wave` at its own `sample_rate`.
+
+        At another rate than the model's, the input is resampled whole (the network's first pass
+        needs the song's peak) but the instrumental is resampled back block by block, and the
+        vocals are its complement at the input's rate: memory does not grow with the song beyond
+        its two waveforms (a whole-song output resampling held about ten copies).
+        """
+        if sample_rate == self.sample_rate:
+            yield from self.stream(wave, progress=progress, images=images)
+            return
+        import soxr
+
+        back = soxr.ResampleStream(self.sample_rate, sample_rate, wave.shape[0], dtype="float32", quality="HQ")
+        n, done = wave.shape[-1], 0
+        blocks = self.stream(resample(wave, sample_rate, self.sample_rate), progress=progress, images=images)
+        for inst, last in _with_last(blocks):
+            inst = back.resample_chunk(np.ascontiguousarray(inst.T), last=last).T[:, : n - done]
+            if last:
+                inst = fit_length(inst, n - done)
+            if inst.shape[-1]:
+                yield inst, wave[:, done : done + inst.shape[-1]] - inst
+                done += inst.shape[-1]
 
 
 def model_mask_fn(config: ml_collections.ConfigDict) -> MaskFn:
@@ -127,7 +148,18 @@ def resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
         return wave
     import librosa
 
-    return librosa.resample(wave, orig_sr=rate, target_sr=target, res_type="soxr_hq").astype(np.float32)
+    return librosa.resample(wave, orig_sr=rate, target_sr=target, res_type="soxr_hq").astype(np.float32, copy=False)
+
+
+def _with_last(blocks: Iterator[tuple[np.ndarray, np.ndarray]]) -> Iterator[tuple[np.ndarray, bool]]:
+    """(instrumental block, whether it is the last) for each block."""
+    previous = None
+    for inst, _ in blocks:
+        if previous is not None:
+            yield previous, False
+        previous = inst
+    if previous is not None:
+        yield previous, True
 
 
 def fit_length(wave: np.ndarray, length: int) -> np.ndarray:
