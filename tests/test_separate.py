@@ -144,7 +144,10 @@ def test_cli_folders_globs_bad_files_and_no_overwrite(tmp_path, model_path, sepa
     assert (out / "one_Vocals.flac").exists() and not (out / "one_Instruments.flac").exists()
 
 
-def test_cli_without_a_model_explains_how_to_get_one(tmp_path, capsys):
+def test_cli_without_a_model_explains_how_to_get_one(tmp_path, capsys, monkeypatch):
+    from vocal_remover_jax.inference import packaged
+
+    monkeypatch.setattr(packaged, "PACKAGED_MODEL", str(tmp_path / "not-packaged.safetensors"))
     assert cli.main(["separate", str(tmp_path / "x.wav")]) == 2
     err = capsys.readouterr().err
     assert "export" in err and "train" in err and "quickstart" in err

@@ -8,6 +8,8 @@ import fnmatch
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -91,6 +93,16 @@ def test_describe_config_still_works_and_refuses_overrides_on_a_model(tiny_model
     assert total(by_config) == total(by_file)  # the file's counts are the config's
     assert "no model card" in by_file
     assert cli.main(["describe", "--model", tiny_model[0], "--config.model.depth=2"]) == 2
+
+
+def test_describe_of_a_model_file_imports_no_training_code(tiny_model):
+    code = ("import sys; from vocal_remover_jax import cli; "
+            f"assert cli.main(['describe', '--model', {tiny_model[0]!r}]) == 0; "
+            "bad = [m for m in ('tensorflow', 'tensorflow_datasets', 'orbax.checkpoint', 'vocal_remover_jax.train', "
+            "'vocal_remover_jax.data') if m in sys.modules]; assert not bad, bad")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "no model card" in result.stdout
 
 
 def test_the_packaged_model_is_package_data():
