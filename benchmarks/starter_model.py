@@ -397,6 +397,8 @@ def ship(args: argparse.Namespace) -> int:
           f"{size / 2**20:.1f} MiB, sha256 `{digest}`")
     print(f"- training: {training_line(card['training'])}")
     print(f"- held-out: {card['heldout_sdr']['clips']} mixtures; {SDR_METRIC}; `{EVALUATE_COMMAND}`")
+    if os.path.abspath(out) == os.path.abspath(PACKAGED_MODEL):
+        print(f"\n`separate` now uses it without --model; commit it: git add {os.path.relpath(out)}")
     return 0
 
 

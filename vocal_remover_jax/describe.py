@@ -9,6 +9,7 @@ for a model file also its sha256 and its card (training data and attributions, s
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Mapping
 
@@ -95,10 +96,7 @@ def _file_counts(params: Mapping[str, Mapping]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for name, info in params.items():
         block = name.split("/")[0]
-        size = 1
-        for dim in info["shape"]:
-            size *= int(dim)
-        counts[block] = counts.get(block, 0) + size
+        counts[block] = counts.get(block, 0) + math.prod(info["shape"])
     return counts
 
 
