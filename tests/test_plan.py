@@ -78,3 +78,19 @@ def test_plan_without_libtpu_says_how_to_install(monkeypatch):
     monkeypatch.setattr(plan_lib.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(plan_lib.CompilerMissing, match=r"pip install 'vocal-remover-jax\[tpu\]'"):
         _plan()
+
+
+def test_plan_mesh_may_split_a_torus_axis():
+    """8 x 8 on a 4x4x4 slice needs a physical axis split in two (jax.make_mesh refuses it);
+    every device appears once."""
+    from vocal_remover_jax.config import load_config
+    from vocal_remover_jax.train import mesh as mesh_lib
+    from vocal_remover_jax.train.chips import parse_topology
+    from vocal_remover_jax.train.plan import topology_devices
+
+    chip, dims = parse_topology("v5p:4x4x4")
+    devices = topology_devices(chip, dims, "v5p:4x4x4")
+    config = load_config(CONFIG, ["mesh.data=8", "mesh.fsdp=8"])
+    mesh = mesh_lib.make_mesh(config.mesh, devices)
+    assert dict(mesh.shape) == {"data": 8, "fsdp": 8}
+    assert sorted(d.id for d in mesh.devices.flat) == sorted(d.id for d in devices)

@@ -49,8 +49,8 @@ def layer_norm(axis_name: str, *, dtype: Dtype, param_dtype: Dtype, name: str | 
 class TemporalConv(nn.Module):
     """Grouped 1-D convolution along the frame axis of a `(batch, frames, features)` array.
 
-    Written as a sum of shifted products rather than `lax.conv`: the groups here are tiny
-    (depthwise, or 2 channels), which XLA's grouped convolutions handle poorly on CPU and GPU.
+    The groups here are tiny (depthwise, or 2 channels): XLA:CPU's grouped convolutions run
+    those poorly, so on CPU it is a sum of shifted products; elsewhere one `lax.conv`.
     Kernel layout: `(taps, groups, in_per_group, out_per_group)`.
     """
 
@@ -76,15 +76,12 @@ class TemporalConv(nn.Module):
             (self.kernel_size, self.groups, cin, cout),
             self.param_dtype,
         )
-        kernel = kernel.astype(self.dtype)
-        x = x.astype(self.dtype)
         pad = (self.kernel_size - 1) // 2
-        if self.groups == 1:
-            frames = x.shape[-2]
-            xp = jnp.pad(x, [(0, 0)] * (x.ndim - 2) + [(pad, self.kernel_size - 1 - pad), (0, 0)])
-            y = sum(xp[..., k : k + frames, :] @ kernel[k, 0] for k in range(self.kernel_size))
-        else:
-            y = grouped_temporal_conv(x, kernel, pad)
+        # XLA:CPU runs tiny-group convolutions poorly, accelerators run them natively: the
+        # platform the step is lowered for picks one of two equal formulations.
+        y = jax.lax.platform_dependent(x.astype(self.dtype), kernel.astype(self.dtype),
+                                       cpu=functools.partial(shifted_temporal_conv, pad_left=pad),
+                                       default=functools.partial(xla_temporal_conv, pad_left=pad))
         if self.use_bias:
             bias = self.param(
                 "bias",
@@ -94,6 +91,26 @@ class TemporalConv(nn.Module):
             )
             y = y + bias.astype(self.dtype)
         return y
+
+
+def xla_temporal_conv(x: jax.Array, kernel: jax.Array, pad_left: int) -> jax.Array:
+    """The grouped convolution as one `lax.conv` (TPU, GPU); layouts as `shifted_temporal_conv`."""
+    taps, groups, cin, cout = kernel.shape
+    return jax.lax.conv_general_dilated(
+        x, kernel.transpose(0, 2, 1, 3).reshape(taps, cin, groups * cout), window_strides=(1,),
+        padding=((pad_left, taps - 1 - pad_left),), dimension_numbers=("NWC", "WIO", "NWC"),
+        feature_group_count=groups)
+
+
+def shifted_temporal_conv(x: jax.Array, kernel: jax.Array, pad_left: int) -> jax.Array:
+    """The grouped convolution as a sum of shifted products (CPU): matmuls for one group,
+    `grouped_temporal_conv` for many."""
+    taps = kernel.shape[0]
+    if kernel.shape[1] > 1:
+        return grouped_temporal_conv(x, kernel, pad_left)
+    frames = x.shape[-2]
+    xp = jnp.pad(x, [(0, 0)] * (x.ndim - 2) + [(pad_left, taps - 1 - pad_left), (0, 0)])
+    return sum(xp[..., k : k + frames, :] @ kernel[k, 0] for k in range(taps))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))

@@ -38,6 +38,10 @@ def training_config(mode: str, size: str) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.mode = mode  # pretrain | gan | finetune
     c.seed = 0
+    # Dropout's random bits: "threefry2x32" gives the same masks on any mesh (tests compare runs
+    # across device counts); "rbg" is XLA's RngBitGenerator, far cheaper on TPUs, whose masks
+    # depend on how the batch is sharded (the pod configs use it).
+    c.dropout_rng = "threefry2x32"
     c.audio = audio
     c.model = presets.model_config(size, c.audio)
     c.data = default_data_config("finetune" if mode == "finetune" else "pretrain")

@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
+from jax.experimental import mesh_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 MESH_AXES = ("data", "fsdp")
@@ -30,7 +31,14 @@ def make_mesh(cfg: ml_collections.ConfigDict, devices: list | None = None) -> Me
     if data * fsdp > n or (whole_slice and data * fsdp != n):
         raise ValueError(f"mesh data={cfg.data} x fsdp={cfg.fsdp} does not fit the {n} devices")
     devices = devices[: data * fsdp]  # a single host may use fewer devices than it has
-    return jax.make_mesh((data, fsdp), MESH_AXES, axis_types=(AxisType.Auto, AxisType.Auto), devices=devices)
+    try:
+        grid = mesh_utils.create_device_mesh((data, fsdp), devices)
+    except NotImplementedError:
+        # e.g. 8 x 8 on a 4x4x4 torus: an axis has to split a physical ring (slower collectives).
+        logging.warning("mesh %d x %d splits a physical axis of the slice; a shape whose axes are products of "
+                        "the slice's axes (e.g. 4 x 16 on 4x4x4) communicates faster", data, fsdp)
+        grid = mesh_utils.create_device_mesh((data, fsdp), devices, allow_split_physical_axes=True)
+    return Mesh(grid, MESH_AXES, axis_types=(AxisType.Auto, AxisType.Auto))
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

@@ -131,7 +131,7 @@ def make_train_step(config: ml_collections.ConfigDict, model: nn.Module, tx: opt
         return grads, dict(metrics, **d_metrics), state.replace(disc_params=disc_params, disc_opt_state=disc_opt_state)
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
-        rng = jax.random.fold_in(jax.random.key(config.seed), state.step)
+        rng = jax.random.fold_in(jax.random.key(config.seed, impl=config.dropout_rng), state.step)
         if mode == "gan":
             grads, metrics, new = critic_first(state, batch, rng)
         else:

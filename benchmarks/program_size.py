@@ -1,0 +1,89 @@
+"""Where a train step's program size comes from: StableHLO ops, and compiled kernels, by module.
+
+    python benchmarks/program_size.py --config configs/pretrain.py:tiny --topology v5p:2x2x1
+    python benchmarks/program_size.py --config configs/pretrain.py:seed --topology v5p:4x4x4 \\
+        --config.mesh.data=8 --config.mesh.fsdp=8 --config.batch_size=64 --no-compile
+
+Lowers `build_program`'s train step for the topology's compile-only devices (as `plan` does),
+counts the lowered operations by the Flax module that emitted them (digits folded, so every
+level and block of one kind add up), then compiles and counts the kernels of the optimized
+program (fusions, convolutions, custom calls) the same way: compile time and memory follow the
+kernel count. Unlabelled entries are outside the model (optimizer, gradient norm, guard, loss).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import time
+
+from vocal_remover_jax.config import load_config
+from vocal_remover_jax.train import mesh as mesh_lib
+from vocal_remover_jax.train.chips import parse_topology
+from vocal_remover_jax.train.plan import count_ops, topology_devices
+from vocal_remover_jax.train.program import build_program
+
+_SKIP = ("jit(", "jvp(", "transpose(", "vmap(", "checkpoint", "remat", "cond", "branch_")
+
+
+def module_of(name: str, depth: int) -> str:
+    """The module path of a name stack (its last part is the primitive)."""
+    parts = [p for p in re.sub(r"_\d+", "_N", name).split("/")[:-1] if p and not p.startswith(_SKIP)]
+    return "/".join(parts[:depth]) or "(outside the model)"
+
+
+def lowered_ops_by_module(text: str, depth: int) -> collections.Counter:
+    """StableHLO ops of `lowered.as_text(debug_info=True)` by the name in their location."""
+    locs = dict(re.findall(r"^(#loc\d+) = loc\((.*)\)$", text, re.M))
+
+    def name(loc: str, hops: int = 0) -> str:
+        body = locs.get(loc, "")
+        quoted = re.match(r'"([^"]*)"', body)
+        if quoted:
+            return quoted.group(1)
+        inner = re.findall(r"#loc\d+", body)
+        return name(inner[0], hops + 1) if inner and hops < 20 else ""
+
+    ops = re.findall(r'^\s*(?:%[^=]+= )?"?(?:stablehlo|chlo|sdy|mhlo)\.[a-z_]+.*?loc\((#loc\d+)\)', text, re.M)
+    return collections.Counter(module_of(name(loc), depth) for loc in ops)
+
+
+def kernels_by_module(hlo: str, depth: int) -> collections.Counter:
+    """Kernels (fusions, convolutions, custom calls) of the optimized entry computation."""
+    entry = hlo[hlo.index("ENTRY"):]
+    kernels = [line for line in entry.splitlines() if re.search(r" (fusion|convolution|custom-call)\(", line)]
+    return collections.Counter(module_of((re.search(r'op_name="([^"]*)"', k) or [None, ""])[1], depth)
+                               for k in kernels)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", required=True)
+    p.add_argument("--topology", default="v5p:2x2x1")
+    p.add_argument("--depth", type=int, default=2, help="module path components to group by")
+    p.add_argument("--top", type=int, default=25)
+    p.add_argument("--no-compile", action="store_true", help="count the lowered ops only")
+    args, overrides = p.parse_known_args()
+    config = load_config(args.config, [o.removeprefix("--config.") for o in overrides])
+    chip, dims = parse_topology(args.topology)
+    mesh = mesh_lib.make_mesh(config.mesh, topology_devices(chip, dims, args.topology))
+    program = build_program(config, mesh)
+    inputs = program.abstract_inputs(config.batch_size)
+    with program.context():
+        lowered = program.train_step.lower(inputs["state"], inputs["batch"], inputs["stop"])
+        print(f"lowered: {count_ops(lowered):,} StableHLO ops")
+        for module, n in lowered_ops_by_module(lowered.as_text(debug_info=True), args.depth).most_common(args.top):
+            print(f"  {n:>7,}  {module}")
+        if args.no_compile:
+            return
+        start = time.perf_counter()
+        compiled = lowered.compile()
+        kernels = kernels_by_module(compiled.as_text(), args.depth)
+    print(f"compiled in {time.perf_counter() - start:.0f} s: {sum(kernels.values()):,} kernels")
+    for module, n in kernels.most_common(args.top):
+        print(f"  {n:>7,}  {module}")
+
+
+if __name__ == "__main__":
+    main()
