@@ -6,8 +6,8 @@
     python benchmarks/train_step.py --size small --batch 1 --reference /path/to/frame-transformer
 
 Reports medians after compilation, GFLOP/s from XLA's cost analysis, steps/s, examples/s and the
-process's peak RSS. The step is the trainer's own (`steps.make_train_step`), jitted with the
-trainer's shardings on a one-device mesh.
+process's peak RSS. The step is the trainer's own (`program.train_step`: its shardings, donation
+and compiler options) on a one-device mesh.
 
 With `--reference PATH` (a checkout of kingoomieiii/frame-transformer at 82256e7; needs torch) it
 times our pretraining step and the reference's (`reference_step.py`) side by side instead: each in
@@ -110,8 +110,7 @@ def _our_step(args: argparse.Namespace, results: dict):
     config = _config(args)
     mesh = mesh_lib.make_mesh(config.mesh)
     program = build_program(config, mesh)
-    model, tx, disc, disc_tx, init, shardings = (program.model, program.tx, program.disc, program.disc_tx,
-                                                 program.init, program.shardings)
+    model, init, shardings = program.model, program.init, program.shardings
     x, target, is_next = _inputs(args.batch, config.model.cropsize, config.model.n_fft // 2 + 1)
     if args.mode == "finetune":
         batch = {"mixture": x, "instrumental": target}
@@ -132,17 +131,17 @@ def _our_step(args: argparse.Namespace, results: dict):
             results["forward_s"] = _median_time(lambda: compiled(state.params, x_in), args.repeats)
             results["forward_gflops"] = _flops(compiled) / 1e9
             results["forward_gflop_per_s"] = results["forward_gflops"] / results["forward_s"]
-        step = jax.jit(steps.make_train_step(config, model, tx, disc, disc_tx), donate_argnums=(0,))
+        stop = jax.device_put(np.zeros((mesh.size,), np.int32), mesh_lib.batch_sharding(mesh))
         t = time.perf_counter()
-        compiled = step.lower(state, batch).compile()
-        state, m = compiled(state, batch)
+        compiled = program.train_step.lower(state, batch, stop).compile()
+        state, m = compiled(state, batch, stop)
         jax.block_until_ready(m)
         results["step_compile_s"] = time.perf_counter() - t
     results["step_gflops"] = _flops(compiled) / 1e9
     holder = [state]
 
     def run():
-        holder[0], metrics = compiled(holder[0], batch)
+        holder[0], metrics = compiled(holder[0], batch, stop)
         return jax.block_until_ready(metrics)
 
     return run
