@@ -203,9 +203,10 @@ def _current_rss_gib() -> float:
 
 
 class _Worker:
-    def __init__(self, argv: list[str], env: dict[str, str] | None = None):
-        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), *argv], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, env=env)
+    def __init__(self, side: str, argv: list[str], env: dict[str, str] | None = None):
+        self.side = side
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), *argv, "--side", side],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
     def receive(self) -> dict:
         """The worker's next message; lines that are not messages (a library's prints) go to stderr."""
@@ -213,8 +214,7 @@ class _Worker:
             if line.startswith("{"):
                 return json.loads(line)
             sys.stderr.write(line)
-        raise SystemExit(f"a side-by-side worker ({' '.join(self.proc.args[2:4])}) exited with status "
-                         f"{self.proc.wait()} (its error is above)")
+        raise SystemExit(f"the {self.side} side's process exited with status {self.proc.wait()} (its error is above)")
 
     def ask(self, command: str) -> dict:
         self.proc.stdin.write(command + "\n")
@@ -237,31 +237,35 @@ def side_by_side(args: argparse.Namespace) -> None:
     # costs the others their time slice (the small step took 9-22 s here instead of about 1 s).
     # Passive waiting, unless the caller chose otherwise.
     reference_env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
-    ours = _Worker(common + ["--side", "ours"])
-    reference = _Worker(common + ["--side", "reference", "--reference", args.reference, "--reference-spec",
-                                  json.dumps({"arguments": arguments, "optimizer": optimizer, "threads": threads})],
-                        env=reference_env)
-    info = {"reference": reference.receive(), "ours": ours.receive()}
+    spec = json.dumps({"arguments": arguments, "optimizer": optimizer, "threads": threads})
+    sides = {"ours": _Worker("ours", common),
+             "reference": _Worker("reference", common + ["--reference", args.reference, "--reference-spec", spec],
+                                  env=reference_env)}
+    try:
+        info = {name: sides[name].receive() for name in ("reference", "ours")}  # the quick one first
 
-    # Same architecture on both sides: every reference weight maps onto a parameter of our model
-    # built from the same arguments (raises naming the first key that does not).
-    module = reference_layout.module_from_reference("unet", arguments)
-    shapes = info["reference"].pop("state_dict_shapes")
-    reference_layout.convert_state_dict({k: np.zeros(s, np.float32) for k, s in shapes.items()}, "unet",
-                                        abstract_params(module, input_spec(config.model, args.batch)),
-                                        depth=arguments["depth"])
+        # Same architecture on both sides: every reference weight maps onto a parameter of our model
+        # built from the same arguments (raises naming the first key that does not).
+        module = reference_layout.module_from_reference("unet", arguments)
+        shapes = info["reference"].pop("state_dict_shapes")
+        reference_layout.convert_state_dict({k: np.zeros(s, np.float32) for k, s in shapes.items()}, "unet",
+                                            abstract_params(module, input_spec(config.model, args.batch)),
+                                            depth=arguments["depth"])
 
-    times = {"ours": [], "reference": []}
-    sides = {"ours": ours, "reference": reference}
-    for i in range(args.warmup + args.repeats):
-        order = ["ours", "reference"] if i % 2 == 0 else ["reference", "ours"]
-        for name in order:
-            s = sides[name].ask("step")["s"]
-            if i >= args.warmup:
-                times[name].append(s)
-    memory = {name: side.ask("exit") for name, side in sides.items()}
-    for side in sides.values():
-        side.proc.wait()
+        times = {"ours": [], "reference": []}
+        for i in range(args.warmup + args.repeats):
+            order = ["ours", "reference"] if i % 2 == 0 else ["reference", "ours"]
+            for name in order:
+                s = sides[name].ask("step")["s"]
+                if i >= args.warmup:
+                    times[name].append(s)
+        memory = {name: side.ask("exit") for name, side in sides.items()}
+        for side in sides.values():
+            side.proc.wait()
+    finally:  # a side that failed leaves the other waiting
+        for side in sides.values():
+            if side.proc.poll() is None:
+                side.proc.kill()
 
     results = {"size": args.size, "mode": args.mode, "batch": args.batch, "dtype": args.dtype,
                "device": str(jax.devices()[0]), "threads": threads, "omp_wait_policy": reference_env["OMP_WAIT_POLICY"],
