@@ -32,8 +32,19 @@ _INNER = {
 _CONV_DISC_BODY = {"conv1": "body.0", "norm1": "body.1", "conv2": "body.3", "norm2": "body.4"}
 
 
+# The reference FrameTransformerUnet's constructor arguments with its defaults; our model config
+# and our FrameTransformerUnet use the same names.
+UNET_ARGUMENTS = dict(in_channels=2, channels=2, depth=6, num_transformer_blocks=2, num_bands=8,
+                      feedforward_dim=2048, n_fft=2048, cropsize=1024, dropout=0.1, bias=True)
+
+
 class ReferenceImportError(ValueError):
     pass
+
+
+def unet_arguments(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The reference FrameTransformerUnet constructor arguments for our unet model config."""
+    return {k: model_cfg[k] for k in UNET_ARGUMENTS}
 
 
 def module_from_reference(kind: str, kwargs: Mapping[str, Any], dtype=jnp.float32) -> nn.Module:
@@ -48,11 +59,7 @@ def module_from_reference(kind: str, kwargs: Mapping[str, Any], dtype=jnp.float3
         return cls(kw.get("num_bands", 4), kw.get("cropsize", 1024), kw.get("feedforward_dim", 2048),
                    bias=kw.get("bias", False), dropout=kw.get("dropout", 0.1), **faithful)
     if kind == "unet":
-        return models.FrameTransformerUnet(
-            in_channels=kw.get("in_channels", 2), channels=kw.get("channels", 2), depth=kw.get("depth", 6),
-            num_transformer_blocks=kw.get("num_transformer_blocks", 2), num_bands=kw.get("num_bands", 8),
-            feedforward_dim=kw.get("feedforward_dim", 2048), n_fft=kw.get("n_fft", 2048),
-            cropsize=kw.get("cropsize", 1024), dropout=kw.get("dropout", 0.1), bias=kw.get("bias", True), **faithful)
+        return models.FrameTransformerUnet(**{k: kw.get(k, d) for k, d in UNET_ARGUMENTS.items()}, **faithful)
     if kind == "plain":
         return models.FrameTransformer(
             in_channels=kw.get("channels", 2), num_encoders=kw.get("num_encoders", 1), num_bands=kw.get("num_bands", 4),
