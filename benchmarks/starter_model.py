@@ -23,7 +23,6 @@ the file's sha256 and a markdown table for README.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -31,6 +30,8 @@ import subprocess
 import sys
 
 import numpy as np
+
+from vocal_remover_jax.inference.model_file import file_sha256
 
 SPLIT_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "starter_split.json")
 CLIP_SECONDS = 12.0
@@ -58,12 +59,8 @@ def check_pack(pack: str, split: dict) -> None:
             path = os.path.join(pack, name)
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"{path}: listed in {SPLIT_FILE} ({part}) but missing from the pack")
-            h = hashlib.sha256()
-            with open(path, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-            if h.hexdigest() != expected:
-                raise ValueError(f"{path}: sha256 {h.hexdigest()} differs from {expected} in {SPLIT_FILE}")
+            if (digest := file_sha256(path)) != expected:
+                raise ValueError(f"{path}: sha256 {digest} differs from {expected} in {SPLIT_FILE}")
 
 
 def link_train_audio(pack: str, split: dict, audio_dir: str) -> dict[str, str]:
@@ -362,7 +359,7 @@ def cmd_ship(args: argparse.Namespace, forwarded: list[str]) -> int:
 
 def ship(args: argparse.Namespace) -> int:
     from vocal_remover_jax.inference.model_card import sdr_table, training_line
-    from vocal_remover_jax.inference.model_file import file_sha256, load_model_file, save_model_file
+    from vocal_remover_jax.inference.model_file import load_model_file, save_model_file
     from vocal_remover_jax.inference.packaged import PACKAGED_MODEL
 
     split = load_split(SPLIT_FILE)

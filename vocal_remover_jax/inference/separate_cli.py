@@ -108,6 +108,7 @@ def separate_file(separator, source: str, out_dir: str, args: argparse.Namespace
     from tqdm import tqdm
 
     from vocal_remover_jax.audio.io import audio_writer, load_audio
+    from vocal_remover_jax.inference.separator import to_stereo
 
     name = os.path.splitext(os.path.basename(source))[0]
     stems = STEMS if args.stems == "both" else (args.stems,)
@@ -121,7 +122,7 @@ def separate_file(separator, source: str, out_dir: str, args: argparse.Namespace
             raise FileExistsError(f"{path} exists (pass --overwrite to replace it)")
     wave, rate = load_audio(source, keep_mono=True)
     channels = wave.shape[0]  # a mono song gets mono stems: the mean of the stereo network's two
-    wave = np.concatenate([wave, wave]) if channels == 1 else wave
+    wave = to_stereo(wave)
     os.makedirs(out_dir, exist_ok=True)
     images = [] if args.output_image else None
     with tqdm(desc=name[:30], unit="batch", leave=False, disable=args.quiet) as bar:

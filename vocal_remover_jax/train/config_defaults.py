@@ -40,7 +40,7 @@ def training_config(mode: str, size: str) -> ml_collections.ConfigDict:
     c.seed = 0
     # Dropout's random bits: "threefry2x32" gives the same masks on any mesh (tests compare runs
     # across device counts); "rbg" is XLA's RngBitGenerator, far cheaper on TPUs, whose masks
-    # depend on how the batch is sharded (the pod configs use it).
+    # depend on how the batch is sharded (for pod runs).
     c.dropout_rng = "threefry2x32"
     c.audio = audio
     c.model = presets.model_config(size, c.audio)
