@@ -236,6 +236,35 @@ def test_device_mixtures_are_instrumental_plus_vocals_in_the_complex_domain():
     np.testing.assert_allclose(np.asarray(out["mixture"]), np.clip(magnitude, 0, 1), atol=1e-5)
 
 
+def test_vocal_level_draws_the_configured_vocal_to_instrumental_ratio():
+    import jax
+
+    from vocal_remover_jax.train import augment
+
+    cfg = _cfg("finetune", vocal_rate=1.0, instrumental_only_rate=0.0, mixup_rate=0.0, vocal_channel_drop_rate=0.0,
+               vocal_to_instrumental_db=(-8.0, 4.0))
+    raw = _random_raw("finetune", 64, 8, 9)
+    raw["vocal_count"][:] = 1
+    raw["is_pair"][:] = 0
+    raw["other_coef"][:, 0] *= 1e-3  # vocals 60 dB under: the draw must bring them up
+    mixture, inst, _ = map(np.asarray, jax.jit(lambda b: augment.finetune_complex(cfg, 3, b))(raw))
+    vocals = mixture - inst
+    db = 10 * np.log10((vocals ** 2).sum((1, 2, 3, 4)) / (inst ** 2).sum((1, 2, 3, 4)))
+    capped = db < -8.0 - 1e-3  # 30 dB of gain at most
+    assert capped.all()  # 60 dB under: every gain is at the cap
+    raw["other_coef"][:, 0] = raw["instrumental_coef"]
+    mixture, inst, _ = map(np.asarray, jax.jit(lambda b: augment.finetune_complex(cfg, 3, b))(raw))
+    db = 10 * np.log10(((mixture - inst) ** 2).sum((1, 2, 3, 4)) / (inst ** 2).sum((1, 2, 3, 4)))
+    assert db.min() >= -8.0 - 1e-3 and db.max() <= 4.0 + 1e-3
+    assert db.max() - db.min() > 8.0  # spread over the range, not one level
+    val = map(np.asarray, jax.jit(lambda b: augment.finetune_complex(cfg, 3, b, train=False))(raw))
+    again = map(np.asarray, jax.jit(lambda b: augment.finetune_complex(cfg, 3, b, train=False))(raw))
+    for a, b in zip(val, again):
+        np.testing.assert_array_equal(a, b)  # validation mixtures are fixed
+    with pytest.raises(ValueError, match="vocal_to_instrumental_db"):
+        augment.finetune_complex(_cfg("finetune", vocal_to_instrumental_db=(4.0, -8.0)), 3, raw)
+
+
 def test_device_mixtures_mask_rates_and_token_warmup():
     import jax
 

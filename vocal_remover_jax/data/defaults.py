@@ -37,6 +37,9 @@ def default_data_config(kind: str) -> ml_collections.ConfigDict:
         cfg.vocal_rate = 0.98  # instrumental clips that get vocals mixed in
         cfg.vocal_blend_rate = 0.5  # of those, two vocal stems blended with Beta(1, 1)
         cfg.vocal_channel_drop_rate = 0.025
+        # () mixes vocals at their records' own levels (the reference); (low, high) rescales each
+        # crop's vocals to a uniform draw of that many dB RMS relative to its instrumental
+        cfg.vocal_to_instrumental_db = ()
         cfg.instrumental_only_rate = 0.025  # mixture replaced by the instrumental (real pairs too)
         cfg.mixup_rate = 0.5
     return cfg

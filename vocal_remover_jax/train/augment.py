@@ -27,6 +27,7 @@ VOCAL_SWAP = 9
 VOCAL_DROP = 10
 VOCAL_BLEND = 11
 INSTRUMENTAL_ONLY = 12
+VOCAL_LEVEL = 13
 EVALUATION = 1 << 20  # folded into the seed for validation batches: fixed masks, never training's
 
 
@@ -120,10 +121,33 @@ def pretrain_batch(cfg: ml_collections.ConfigDict, seed: int, batch: dict, warmu
     return out
 
 
+def vocal_level_gain(inst: jax.Array, vocals: jax.Array, db_range, seed: int, index: jax.Array,
+                     train: bool, max_gain_db: float = 30.0) -> jax.Array:
+    """(B,) gains putting each crop's vocals at a level drawn uniformly from db_range (dB RMS
+    relative to its instrumental crop).
+
+    Stems mixed at their recordings' own levels can leave the voice far below the accompaniment
+    (quiet solo takes over mastered instrumentals): a mask of 1 then nearly minimises the L1 and
+    finetuning can collapse there. The crops' spectral energies stand in for their waveforms'
+    (the same STFT for both); a silent crop keeps gain 1, and no gain exceeds max_gain_db.
+    """
+    if len(db_range) != 2 or float(db_range[0]) > float(db_range[1]):
+        raise ValueError(f"data.vocal_to_instrumental_db must be () or (low, high) in dB with low <= high, "
+                         f"not {tuple(db_range)!r}")
+    lo, hi = (float(v) for v in db_range)
+    energy = lambda a: jnp.sum(jnp.square(a), axis=tuple(range(1, a.ndim)))
+    e_inst, e_voc = energy(inst), energy(vocals)
+    target_db = lo + (hi - lo) * _uniform(seed, VOCAL_LEVEL, index, train)
+    gain = jnp.sqrt(e_inst / jnp.maximum(e_voc, 1e-20)) * 10.0 ** (target_db / 20.0)
+    audible = (e_inst > 1e-12) & (e_voc > 1e-12)
+    return jnp.where(audible, jnp.minimum(gain, 10.0 ** (max_gain_db / 20.0)), 1.0)
+
+
 def finetune_complex(cfg: ml_collections.ConfigDict, seed: int, batch: dict, train: bool = True):
     """Raw finetuning crops -> (mixture, instrumental) as (B, F, bins, 2, 2) re/im parts scaled to
     the tracks' own levels, and the (B,) normaliser. mixture = instrumental + vocals here, before
-    any magnitude; vocal stems get their own channel swap and drop and, when two, a Beta(1, 1) blend."""
+    any magnitude; vocal stems get their own channel swap and drop and, when two, a Beta(1, 1) blend,
+    then, when cfg.vocal_to_instrumental_db is (low, high), a level drawn from it (validation too)."""
     index = batch["index"]
     ci, co = batch["instrumental_coef"], batch["other_coef"]  # (B,), (B, 2)
     inst = batch["instrumental"].astype(jnp.float32) * ci[:, None, None, None, None]
@@ -140,6 +164,9 @@ def finetune_complex(cfg: ml_collections.ConfigDict, seed: int, batch: dict, tra
     wv = w[:, None, None, None, None]
     vocals = wv * other[:, 0] + (1 - wv) * other[:, 1]
     vocal_coef = w * co[:, 0] + (1 - w) * co[:, 1]
+    if cfg.vocal_to_instrumental_db:
+        gain = vocal_level_gain(inst, vocals, cfg.vocal_to_instrumental_db, seed, index, train)
+        vocals, vocal_coef = vocals * gain[:, None, None, None, None], vocal_coef * gain
     with_vocals = count > 0
     mixture = _where(is_pair, other[:, 0], _where(with_vocals, inst + vocals, inst))
     coef = jnp.where(is_pair, ci, jnp.where(with_vocals, jnp.maximum(ci, vocal_coef), ci))
