@@ -183,3 +183,39 @@ def test_attention_vjp_matches_autodiff():
     loss = lambda fn: lambda *a: jnp.sum(jnp.sin(fn(*a, 3.0)[0])) + jnp.sum(fn(*a, 3.0)[1] ** 2)  # noqa: E731
     for a, b in zip(jax.grad(loss(attend), (0, 1, 2))(q, k, v), jax.grad(loss(autodiff), (0, 1, 2))(q, k, v)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_pointwise_feedforward_recomputes_to_the_same_gradients(bias):
+    """The feed-forward whose backward recomputes its hidden layer against plain autodiff: the
+    same values and gradients (inputs, kernels, biases), and its backward keeps only its inputs."""
+    import contextlib
+    import io
+
+    from jax.ad_checkpoint import print_saved_residuals
+
+    from vocal_remover_jax.models.layers import pointwise_feedforward
+
+    rng = np.random.RandomState(1)
+    x = jnp.asarray(rng.randn(2, 8, 6), jnp.float32)
+    w_in = (jnp.asarray(rng.randn(6, 20), jnp.float32), jnp.asarray(rng.randn(20), jnp.float32) if bias else None)
+    w_out = (jnp.asarray(rng.randn(20, 6), jnp.float32), jnp.asarray(rng.randn(6), jnp.float32) if bias else None)
+    act = lambda a: jnp.square(jax.nn.relu(a))  # noqa: E731
+
+    def plain(x, w_in, w_out):
+        h = x @ w_in[0] + (0 if w_in[1] is None else w_in[1])
+        return act(h) @ w_out[0] + (0 if w_out[1] is None else w_out[1])
+
+    loss = lambda fn: lambda *a: jnp.sum(jnp.sin(fn(*a)))  # noqa: E731
+    ours = lambda x, w_in, w_out: pointwise_feedforward(x, w_in, w_out, act, jnp.float32)  # noqa: E731
+    np.testing.assert_allclose(ours(x, w_in, w_out), plain(x, w_in, w_out), rtol=1e-5, atol=1e-5)
+    got, want = jax.grad(loss(ours), (0, 1, 2))(x, w_in, w_out), jax.grad(loss(plain), (0, 1, 2))(x, w_in, w_out)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    def kept(fn):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            print_saved_residuals(loss(fn), x, w_in, w_out)
+        return out.getvalue()
+
+    assert "[2,8,20]" in kept(plain) and "[2,8,20]" not in kept(ours)  # no hidden activation kept

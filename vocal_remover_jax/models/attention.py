@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vocal_remover_jax.models.layers import Dtype, TemporalConv, at_least_f32, dense
+from vocal_remover_jax.models.layers import Dtype, TemporalConv, after, at_least_f32, dense
 
 
 class MultibandFrameAttention(nn.Module):
@@ -87,8 +87,8 @@ def _attend_fwd(queries, keys, values, temperature):
 
 
 def _attend_bwd(temperature, residuals, cotangents):
-    queries, keys, values, weights = residuals
     d_out, d_weights = cotangents
+    queries, keys, values, weights = after(residuals, d_out)
     acc = weights.dtype
     d_values = jnp.matmul(weights.astype(values.dtype).swapaxes(-1, -2), d_out)
     d_weights = d_weights + jnp.matmul(d_out, values.swapaxes(-1, -2), preferred_element_type=acc)

@@ -35,6 +35,75 @@ def dense(features: int, axes: tuple[str | None, str | None], *, use_bias: bool,
     )
 
 
+class DenseParams(nn.Module):
+    """`nn.Dense`'s parameters (same names, shapes, initialisers and random streams) without its
+    product, for functions that apply them themselves (`pointwise_feedforward`)."""
+
+    features: int
+    axes: tuple[str | None, str | None]
+    use_bias: bool
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, in_features: int) -> tuple[jax.Array, jax.Array | None]:
+        kernel = self.param("kernel", nn.with_logical_partitioning(torch_linear_init, self.axes),
+                            (in_features, self.features), self.param_dtype)
+        bias = (self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros_init(), (self.axes[1],)),
+                           (self.features,), self.param_dtype) if self.use_bias else None)
+        return kernel, bias
+
+
+def pointwise_feedforward(x: jax.Array, w_in: tuple, w_out: tuple, activation, dtype: Dtype) -> jax.Array:
+    """`dense_out(activation(dense_in(x)))`, with `w_*` the `(kernel, bias)` of `DenseParams`.
+
+    Its backward pass recomputes the wide hidden activations from `x` instead of keeping them
+    (the feed-forward's hidden layer is 4x the model width; in the seed step these were the
+    largest activations left). The recomputation waits for the incoming gradient (`after`).
+    """
+    def apply(x, w_in, w_out):
+        def linear(h, w):
+            kernel, bias = w
+            y = jax.lax.dot_general(h.astype(dtype), kernel.astype(dtype), (((h.ndim - 1,), (0,)), ((), ())))
+            return y if bias is None else y + bias.astype(dtype)
+
+        return linear(activation(linear(x, w_in)), w_out)
+
+    return _late_recompute(apply)(x, w_in, w_out)
+
+
+def after(tree, dependency):
+    """`tree` made to depend on `dependency` (adds zero times one of its elements), so that work a
+    backward pass does with its residuals waits until the gradient arrives.
+
+    Without it XLA:CPU's scheduler runs such work (slices, transposes, recomputation) as soon as
+    the residuals exist, in the forward pass, and keeps every layer's result alive until its
+    backward: gigabytes in the seed step. `optimization_barrier` does not help there: XLA:CPU
+    removes barriers before it schedules."""
+    first = jax.tree.leaves(dependency)[0]
+    zero = jax.lax.stop_gradient(first.reshape(-1)[0]) * 0
+
+    def tie(a):
+        return a + zero.astype(a.dtype) if a is not None and jnp.issubdtype(a.dtype, jnp.inexact) else a
+
+    return jax.tree.map(tie, tree)
+
+
+def _late_recompute(fn):
+    """`fn` whose VJP keeps only its inputs and recomputes the rest once the output gradient arrives."""
+    @jax.custom_vjp
+    def wrapped(*args):
+        return fn(*args)
+
+    def forward(*args):
+        return fn(*args), args
+
+    def backward(args, dy):
+        return jax.vjp(fn, *after(args, dy))[1](dy)
+
+    wrapped.defvjp(forward, backward)
+    return wrapped
+
+
 def layer_norm(axis_name: str, *, dtype: Dtype, param_dtype: Dtype, name: str | None = None) -> nn.LayerNorm:
     return nn.LayerNorm(
         epsilon=1e-5,  # PyTorch's default, not Flax's 1e-6
@@ -137,7 +206,7 @@ def _grouped_temporal_conv_fwd(x, kernel, pad_left):
 
 
 def _grouped_temporal_conv_bwd(pad_left, residuals, dy):
-    x, kernel = residuals
+    x, kernel = after(residuals, dy)
     taps, groups, cin, cout = kernel.shape
     # dx is the same convolution of dy with the taps reversed and in/out swapped.
     dx = grouped_temporal_conv(dy, kernel[::-1].transpose(0, 1, 3, 2), taps - 1 - pad_left)

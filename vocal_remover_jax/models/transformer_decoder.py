@@ -7,7 +7,8 @@ import jax
 import jax.numpy as jnp
 
 from vocal_remover_jax.models.attention import MultibandFrameAttention
-from vocal_remover_jax.models.layers import Dtype, TemporalConv, dense, layer_norm, pad_features
+from vocal_remover_jax.models.layers import (Dtype, DenseParams, TemporalConv, dense, layer_norm, pad_features,
+                                             pointwise_feedforward)
 
 
 class FrameTransformerDecoder(nn.Module):
@@ -57,7 +58,8 @@ class FrameTransformerDecoder(nn.Module):
         x = x + drop(attention("skip_attn2")(h, mem=skip))
 
         h = layer_norm("embed", name="norm6", **kw)(x)
-        h = dense(ff, ("embed", "mlp"), use_bias=self.bias, name="conv3", **kw)(h)
-        h = dense(bins, ("mlp", "embed"), use_bias=self.bias, name="conv4", **kw)(nn.silu(h))
+        w_in = DenseParams(ff, ("embed", "mlp"), self.bias, self.param_dtype, name="conv3")(bins)
+        w_out = DenseParams(bins, ("mlp", "embed"), self.bias, self.param_dtype, name="conv4")(ff)
+        h = pointwise_feedforward(h, w_in, w_out, nn.silu, self.dtype)
         x = x + drop(h)
         return x[..., None]
