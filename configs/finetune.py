@@ -20,9 +20,4 @@ def get_config(arg: str = "tiny"):
         # Vocals at -8..+4 dB of the instrumental (the held-out mixtures use -6..+2), a gentler rate.
         config.data.vocal_to_instrumental_db = (-8.0, 4.0)
         config.optimizer.learning_rate = 3e-4
-        # With vocals in 98 % of examples the second run learned to remove the most voice-like
-        # instrument of held-out songs (strings, folk): a fifth without vocals teaches it to keep them.
-        # Its validation loss was flat after 250 of 2,500 steps, so 1,000 steps.
-        config.data.instrumental_only_rate = 0.2
-        config.total_steps = 1000
     return config
