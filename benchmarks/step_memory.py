@@ -55,7 +55,7 @@ def peak_live_buffers(dump_dir: str) -> tuple[int, collections.Counter, dict]:
     for name, size in live:
         shape, op = made_by.get(name, ("?", "?"))
         parts = [p for p in re.sub(r"_\d+", "_N", op).split("/") if p and not p.startswith(("jit(", "jvp("))]
-        key = "/".join(parts[:4]) or "(no op name: parameters, state)"
+        key = "/".join(parts[:4]) or "(no op name)"
         groups[key] += size
         shapes[key][shape] += 1
     return sum(size for _, size in live), groups, shapes
