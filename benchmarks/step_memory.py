@@ -1,7 +1,7 @@
 """Where a train step's memory goes on this CPU: XLA's plan for it and the buffers live at its peak.
 
-    python benchmarks/step_memory.py --size seed --batch 1             # plan + what is live at the peak
-    python benchmarks/step_memory.py --size seed --batch 1 --steps 2   # and the process's peak RSS running it
+    python benchmarks/step_memory.py --config configs/pretrain.py:seed --config.batch_size=1   # plan + live at its peak
+    python benchmarks/step_memory.py --config configs/pretrain.py:seed --config.batch_size=1 --steps 2  # + peak RSS
 
 Compiles the trainer's step (`program.train_step`, one-device mesh) with XLA's buffer dumps on,
 prints `memory_analysis()` (arguments, temporaries, outputs) and the buffers alive at the
@@ -22,20 +22,17 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG_FILES = {"pretrain": "pretrain.py", "gan": "pretrain_gan.py", "finetune": "finetune.py"}
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    """The options, and the `--config.x=y` overrides as `x=y`."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--size", default="small")
-    p.add_argument("--mode", default="pretrain", choices=list(CONFIG_FILES))
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--config", required=True, help="e.g. configs/pretrain.py:seed")
     p.add_argument("--steps", type=int, default=0, help="steps to run after compiling (0: plan only)")
     p.add_argument("--top", type=int, default=25, help="groups of live buffers to print")
     p.add_argument("--dump", help="keep XLA's dump in this folder (default: a temporary one)")
-    p.add_argument("overrides", nargs="*", help="config overrides, e.g. model.dtype=bfloat16")
-    return p.parse_args(argv)
+    args, overrides = p.parse_known_args(argv)
+    return args, [o.removeprefix("--config.") for o in overrides]
 
 
 def peak_live_buffers(dump_dir: str) -> tuple[int, collections.Counter, dict]:
@@ -62,11 +59,10 @@ def peak_live_buffers(dump_dir: str) -> tuple[int, collections.Counter, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args, overrides = parse_args(argv)
     dump = args.dump or tempfile.mkdtemp(prefix="step_memory_")
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                f" --xla_dump_to={dump} --xla_dump_hlo_module_re=jit_train_step").strip()
-    sys.path.insert(0, ROOT)
     import jax
     import jax.numpy as jnp
 
@@ -74,17 +70,16 @@ def main(argv: list[str] | None = None) -> int:
     from vocal_remover_jax.train import mesh as mesh_lib
     from vocal_remover_jax.train.program import build_program
 
-    spec = os.path.join(ROOT, "configs", CONFIG_FILES[args.mode]) + ":" + args.size
-    cfg = load_config(spec, [f"batch_size={args.batch}"] + args.overrides)
+    cfg = load_config(args.config, overrides)
     program = build_program(cfg, mesh_lib.make_mesh(cfg.mesh, jax.devices()[:1]))
-    inputs = program.abstract_inputs(args.batch)
+    inputs = program.abstract_inputs(cfg.batch_size)
     start = time.perf_counter()
     with program.context():
         compiled = program.train_step.lower(inputs["state"], inputs["batch"], inputs["stop"]).compile()
     seconds = time.perf_counter() - start
     m = compiled.memory_analysis()
     gb = lambda b: f"{b / 1e9:.2f} GB"  # noqa: E731
-    print(f"{args.size} {args.mode} B{args.batch}: compiled in {seconds:.0f} s; arguments "
+    print(f"{args.config} B{cfg.batch_size}: compiled in {seconds:.0f} s; arguments "
           f"{gb(m.argument_size_in_bytes)}, temporaries {gb(m.temp_size_in_bytes)}, outputs "
           f"{gb(m.output_size_in_bytes)} ({gb(m.alias_size_in_bytes)} aliased to arguments)")
     total, groups, shapes = peak_live_buffers(dump)

@@ -22,17 +22,17 @@ torch_linear_init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
 leaky_relu = functools.partial(nn.leaky_relu, negative_slope=0.01)
 
 
+def _dense_inits(axes: tuple[str | None, str | None]):
+    """PyTorch's Linear initialisers, with the logical axes of the kernel and the bias."""
+    return (nn.with_logical_partitioning(torch_linear_init, axes),
+            nn.with_logical_partitioning(nn.initializers.zeros_init(), (axes[1],)))
+
+
 def dense(features: int, axes: tuple[str | None, str | None], *, use_bias: bool, dtype: Dtype,
           param_dtype: Dtype, name: str | None = None) -> nn.Dense:
-    return nn.Dense(
-        features,
-        use_bias=use_bias,
-        dtype=dtype,
-        param_dtype=param_dtype,
-        kernel_init=nn.with_logical_partitioning(torch_linear_init, axes),
-        bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (axes[1],)),
-        name=name,
-    )
+    kernel_init, bias_init = _dense_inits(axes)
+    return nn.Dense(features, use_bias=use_bias, dtype=dtype, param_dtype=param_dtype, kernel_init=kernel_init,
+                    bias_init=bias_init, name=name)
 
 
 class DenseParams(nn.Module):
@@ -46,10 +46,9 @@ class DenseParams(nn.Module):
 
     @nn.compact
     def __call__(self, in_features: int) -> tuple[jax.Array, jax.Array | None]:
-        kernel = self.param("kernel", nn.with_logical_partitioning(torch_linear_init, self.axes),
-                            (in_features, self.features), self.param_dtype)
-        bias = (self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros_init(), (self.axes[1],)),
-                           (self.features,), self.param_dtype) if self.use_bias else None)
+        kernel_init, bias_init = _dense_inits(self.axes)
+        kernel = self.param("kernel", kernel_init, (in_features, self.features), self.param_dtype)
+        bias = self.param("bias", bias_init, (self.features,), self.param_dtype) if self.use_bias else None
         return kernel, bias
 
 
