@@ -100,3 +100,38 @@ def test_compounding_decay_matches_the_reference_recurrence():
         expected.append(lr)
     np.testing.assert_allclose([float(schedule(k)) for k in range(1, n + 5)], expected, rtol=1e-3, atol=1e-12)
     assert float(schedule(0)) == pytest.approx(start)
+
+
+def test_vocal_l1_weighs_vocals_as_if_as_loud_as_the_instrumental():
+    rng = np.random.default_rng(0)
+    inst, voc, est = (rng.uniform(0, 1, (2, 4, 6, 2)).astype(np.float32) for _ in range(3))
+    mask_for = lambda x, vocal_estimate: 1.0 - vocal_estimate / x
+    x = inst + voc + 1.0  # any mixture; the mask makes x * (1 - mask) the vocal estimate
+    loss = lambda c, floor=-20.0: float(losses.vocal_l1_at_instrumental_level(
+        x, mask_for(x, c * est), inst, c * voc, floor))
+    plain = float(np.mean(np.abs(est - voc)))
+    np.testing.assert_allclose(loss(1.0), np.mean(np.mean(inst, (1, 2, 3)) / np.mean(voc, (1, 2, 3))
+                                                  * np.mean(np.abs(est - voc), (1, 2, 3))), rtol=1e-5)
+    np.testing.assert_allclose(loss(0.2), loss(1.0), rtol=1e-4)  # a quieter voice, the same weight of its errors
+    assert loss(0.2) > 3 * 0.2 * plain  # ... where the plain L1 would shrink with it
+    np.testing.assert_allclose(loss(0.001), 10.0 * 0.001 * plain, rtol=1e-4)  # -60 dB: floored at -20 dB
+    np.testing.assert_allclose(loss(0.001, floor=-70.0), loss(1.0), rtol=1e-3)
+
+
+def test_finetune_step_adds_the_weighted_vocal_l1():
+    import flax.linen as nn
+
+    finetune = os.path.join(os.path.dirname(__file__), "..", "configs", "finetune.py:tiny")
+    config = load_config(finetune, SMALL + ["loss.vocal_weight=0.5"])
+    program = build_program(config, mesh_lib.make_mesh(config.mesh))
+    state = jax.jit(lambda r: nn.unbox(program.init(r)))(jax.random.key(0))
+    batch = next(inputs.train_batches(config, config.batch_size, 0, 0, 1))
+    _, metrics = jax.jit(steps.make_train_step(config, program.model, optax.sgd(0.1)))(
+        state.replace(opt_state=optax.sgd(0.1).init(state.params)), batch)
+    x, y, v = batch["mixture"], batch["instrumental"], batch["vocals"]
+    mask = program.model.apply({"params": state.params}, x, deterministic=True)[0]
+    np.testing.assert_allclose(float(metrics["vocal_l1"]),
+                               float(losses.vocal_l1_at_instrumental_level(x, mask, y, v, -20.0)), rtol=1e-5)
+    np.testing.assert_allclose(float(metrics["loss"]), float(metrics["l1"]) + 0.5 * float(metrics["vocal_l1"]),
+                               rtol=1e-5)
+    assert float(metrics["vocal_l1"]) > 0.1 * float(metrics["l1"])

@@ -179,11 +179,13 @@ def finetune_complex(cfg: ml_collections.ConfigDict, seed: int, batch: dict, tra
 
 
 def finetune_batch(cfg: ml_collections.ConfigDict, seed: int, batch: dict, train: bool = True) -> dict:
-    """Raw finetuning crops -> normalised magnitudes `mixture`, `instrumental` in [0, 1]."""
+    """Raw finetuning crops -> normalised magnitudes `mixture`, `instrumental`, `vocals` (the
+    mixture minus the instrumental, before magnitudes) in [0, 1]."""
     mixture, inst, coef = finetune_complex(cfg, seed, batch, train)
     scale = coef[:, None, None, None]
     out = {"mixture": jnp.clip(_magnitude(mixture) / scale, 0.0, 1.0),
-           "instrumental": jnp.clip(_magnitude(inst) / scale, 0.0, 1.0)}
+           "instrumental": jnp.clip(_magnitude(inst) / scale, 0.0, 1.0),
+           "vocals": jnp.clip(_magnitude(mixture - inst) / scale, 0.0, 1.0)}
     if train:
         out = mixup(out, cfg, seed, batch["index"])
     if "valid" in batch:

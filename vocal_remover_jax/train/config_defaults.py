@@ -58,6 +58,9 @@ def training_config(mode: str, size: str) -> ml_collections.ConfigDict:
         schedule="polynomial"))  # after warm-up: "polynomial" (optax) or "compounding" (the reference's)
     c.loss = ml_collections.ConfigDict(dict(
         l1_weight=1.0, is_next_weight=1.0, gan_l1_weight=10.0,
+        # finetuning: weight of the vocal estimate's L1 at the instrumental's level (0: the
+        # reference's loss, the instrumental's L1 only); losses.vocal_l1_at_instrumental_level
+        vocal_weight=0.0, vocal_floor_db=-20.0,
         reference_double_log_softmax=False))  # True: the reference's log-softmax applied twice
     c.init_from = ""  # finetuning: a pretraining workdir (its latest checkpoint) or a model file
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))

@@ -25,7 +25,7 @@ def _random_example(seed: int, index: int, frames: int, bins: int, mode: str) ->
     keep = (np.arange(bins) % 3 != 0).astype(np.float32)[None, :, None]  # the "instrumental" bins
     y = x * keep * 0.8
     if mode == "finetune":
-        return {"mixture": x, "instrumental": y}
+        return {"mixture": x, "instrumental": y, "vocals": x - y}
     return {"input": x, "target": y, "is_next": np.int32(index % 2)}
 
 

@@ -12,6 +12,21 @@ def masked_l1(x: jax.Array, mask: jax.Array, target: jax.Array) -> jax.Array:
     return jnp.mean(jnp.abs(x * mask - target))
 
 
+def vocal_l1_at_instrumental_level(x: jax.Array, mask: jax.Array, instrumental: jax.Array, vocals: jax.Array,
+                                   floor_db: float) -> jax.Array:
+    """L1 of the vocal estimate `x * (1 - mask)`, each example's weighted as if its vocals were as
+    loud as its instrumental (mean magnitudes; vocals floored at `floor_db` below it).
+
+    The instrumental's L1 barely notices an accompaniment removed under a quiet voice, while the
+    vocal estimate, and its SDR, is then mostly that accompaniment; quiet or silent vocals get
+    the most weight (up to 10 ** (-floor_db / 20))."""
+    axes = tuple(range(1, x.ndim))
+    level_inst = jnp.mean(instrumental, axis=axes)
+    level_voc = jnp.maximum(jnp.mean(vocals, axis=axes), level_inst * 10.0 ** (floor_db / 20.0))
+    weight = level_inst / jnp.maximum(level_voc, 1e-12)
+    return jnp.mean(weight * jnp.mean(jnp.abs(x * (1.0 - mask) - vocals), axis=axes))
+
+
 def is_next_loss(log_probs: jax.Array, labels: jax.Array, reference_double_log_softmax: bool = False) -> jax.Array:
     """Negative log-likelihood of the is_next head's (averaged) log-probabilities.
 

@@ -62,6 +62,10 @@ def make_train_step(config: ml_collections.ConfigDict, model: nn.Module, tx: opt
         x, y = inputs_and_targets(batch, mode)
         metrics = {"l1": losses.masked_l1(x, mask, y)}
         loss = {"pretrain": loss_cfg.l1_weight, "gan": loss_cfg.gan_l1_weight, "finetune": 1.0}[mode] * metrics["l1"]
+        if mode == "finetune" and loss_cfg.vocal_weight:
+            metrics["vocal_l1"] = losses.vocal_l1_at_instrumental_level(x, mask, y, batch["vocals"],
+                                                                        loss_cfg.vocal_floor_db)
+            loss += loss_cfg.vocal_weight * metrics["vocal_l1"]
         if mode != "finetune":
             metrics["is_next_nll"] = losses.is_next_loss(is_next, batch["is_next"], loss_cfg.reference_double_log_softmax)
             loss += loss_cfg.is_next_weight * metrics["is_next_nll"]
@@ -160,6 +164,7 @@ def make_eval_step(config: ml_collections.ConfigDict, model: nn.Module) -> Calla
         sums = {"l1": jnp.sum(per_example_l1 * valid), "count": jnp.sum(valid)}
         if config.mode == "finetune":
             sums["sdr_magnitude"] = jnp.sum(losses.magnitude_sdr(x, mask, y) * valid)
+            sums["sdr_magnitude_vocals"] = jnp.sum(losses.magnitude_sdr(x, 1.0 - mask, batch["vocals"]) * valid)
         elif "is_next" in batch:
             correct = (jnp.argmax(is_next, -1) == batch["is_next"]).astype(jnp.float32)
             sums["is_next_accuracy"] = jnp.sum(correct * valid)
