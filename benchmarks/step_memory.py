@@ -7,7 +7,8 @@ Compiles the trainer's step (`program.train_step`, one-device mesh) with XLA's b
 prints `memory_analysis()` (arguments, temporaries, outputs) and the buffers alive at the
 plan's peak, grouped by the model op that made them (from `-live-range.txt`), largest first: the
 way to see which activations a backward pass keeps. `--steps N` then runs N steps on constant
-inputs and reports peak RSS (XLA's compilation included: it is the same process).
+inputs and reports peak RSS (XLA's compilation included: it is the same process; its freed heap
+is handed back before the steps run, as the trainer does).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     import jax.numpy as jnp
 
     from vocal_remover_jax.config import load_config
+    from vocal_remover_jax.host_memory import release_freed_memory
     from vocal_remover_jax.train import mesh as mesh_lib
     from vocal_remover_jax.train.program import build_program
 
@@ -89,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps:
         with program.context():
             state = program.init_state(jax.random.key(0))
+            release_freed_memory()  # the compilers' freed heap (the step's and init's), as the trainer does
             batch = {k: jnp.full(v.shape, 0.5, v.dtype) for k, v in inputs["batch"].items()}
             stop = jnp.zeros(inputs["stop"].shape, jnp.int32)
             for i in range(args.steps):

@@ -118,11 +118,11 @@ def test_vocal_l1_weighs_vocals_as_if_as_loud_as_the_instrumental():
     np.testing.assert_allclose(loss(0.001, floor=-70.0), loss(1.0), rtol=1e-3)
 
 
-def test_finetune_step_adds_the_weighted_vocal_l1():
+def test_finetune_step_adds_the_weighted_vocal_and_removal_l1():
     import flax.linen as nn
 
     finetune = os.path.join(os.path.dirname(__file__), "..", "configs", "finetune.py:tiny")
-    config = load_config(finetune, SMALL + ["loss.vocal_weight=0.5"])
+    config = load_config(finetune, SMALL + ["loss.vocal_weight=0.5", "loss.removal_weight=3.0"])
     program = build_program(config, mesh_lib.make_mesh(config.mesh))
     state = jax.jit(lambda r: nn.unbox(program.init(r)))(jax.random.key(0))
     batch = next(inputs.train_batches(config, config.batch_size, 0, 0, 1))
@@ -132,6 +132,20 @@ def test_finetune_step_adds_the_weighted_vocal_l1():
     mask = program.model.apply({"params": state.params}, x, deterministic=True)[0]
     np.testing.assert_allclose(float(metrics["vocal_l1"]),
                                float(losses.vocal_l1_at_instrumental_level(x, mask, y, v, -20.0)), rtol=1e-5)
-    np.testing.assert_allclose(float(metrics["loss"]), float(metrics["l1"]) + 0.5 * float(metrics["vocal_l1"]),
-                               rtol=1e-5)
+    removed = np.maximum(np.asarray(y) - np.asarray(x * mask), 0.0)
+    np.testing.assert_allclose(float(metrics["removal_l1"]), removed.mean(), rtol=1e-5)
+    weighted_l1 = np.mean(np.abs(np.asarray(x * mask) - y) + 2.0 * removed)  # 3x where accompaniment is removed
+    np.testing.assert_allclose(float(metrics["loss"]), weighted_l1 + 0.5 * float(metrics["vocal_l1"]), rtol=1e-5)
     assert float(metrics["vocal_l1"]) > 0.1 * float(metrics["l1"])
+    assert 0.05 * float(metrics["l1"]) < float(metrics["removal_l1"]) < 0.95 * float(metrics["l1"])
+
+
+def test_magnitude_sdr_gain_is_zero_for_doing_nothing_and_finite_on_silence():
+    rng = np.random.default_rng(1)
+    x, target = rng.uniform(0, 1, (2, 3, 5, 2)), rng.uniform(0, 0.5, (2, 3, 5, 2))
+    gain = lambda mask, t: np.asarray(losses.magnitude_sdr_gain(x, mask, t))
+    np.testing.assert_allclose(gain(np.full_like(x, 0.5), target), 0.0, atol=1e-5)
+    np.testing.assert_allclose(gain(target / x, target), 10 * np.log10(np.sum((0.5 * x - target) ** 2, (1, 2, 3)) / 1e-8 + 1),
+                               rtol=1e-4)  # perfect: as far above doing nothing as the epsilon allows
+    silent = np.zeros_like(target)
+    np.testing.assert_allclose(gain(np.full_like(x, 0.25), silent), 10 * np.log10(4.0), rtol=1e-4)  # half the leak

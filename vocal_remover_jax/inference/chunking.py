@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vocal_remover_jax.host_memory import release_freed_memory
 from vocal_remover_jax.audio.stft import frames_istft, frames_stft, num_frames
 from vocal_remover_jax.inference import postprocess
 
@@ -147,6 +148,7 @@ class ChunkedSeparator:
         synthesize = jax.jit(self._synthesize_impl, static_argnames=("with_image",))
         self._synthesizers = {False: synthesize.lower(*synth_args).compile()}
         self._lower_synthesize = lambda: synthesize.lower(*synth_args, with_image=True).compile()
+        release_freed_memory()
 
     # ---- device functions -------------------------------------------------------------------
     def _song_max_impl(self, running, segment, first, frames):

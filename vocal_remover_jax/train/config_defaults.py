@@ -61,6 +61,9 @@ def training_config(mode: str, size: str) -> ml_collections.ConfigDict:
         # finetuning: weight of the vocal estimate's L1 at the instrumental's level (0: the
         # reference's loss, the instrumental's L1 only); losses.vocal_l1_at_instrumental_level
         vocal_weight=0.0, vocal_floor_db=-20.0,
+        # finetuning: weight of the instrumental's L1 where the masked mixture falls below it
+        # (accompaniment removed; 1: the reference's plain L1); losses.removal_l1
+        removal_weight=1.0,
         reference_double_log_softmax=False))  # True: the reference's log-softmax applied twice
     c.init_from = ""  # finetuning: a pretraining workdir (its latest checkpoint) or a model file
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))

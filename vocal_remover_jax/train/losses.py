@@ -12,6 +12,13 @@ def masked_l1(x: jax.Array, mask: jax.Array, target: jax.Array) -> jax.Array:
     return jnp.mean(jnp.abs(x * mask - target))
 
 
+def removal_l1(x: jax.Array, mask: jax.Array, target: jax.Array) -> jax.Array:
+    """The part of `masked_l1` where the masked input falls below the target: for finetuning,
+    accompaniment taken out of the instrumental, which bss_eval scores as interference in the
+    vocals (the vocals left in the instrumental count against the instrumental instead)."""
+    return jnp.mean(jax.nn.relu(target - x * mask))
+
+
 def vocal_l1_at_instrumental_level(x: jax.Array, mask: jax.Array, instrumental: jax.Array, vocals: jax.Array,
                                    floor_db: float) -> jax.Array:
     """L1 of the vocal estimate `x * (1 - mask)`, each example's weighted as if its vocals were as
@@ -39,6 +46,16 @@ def is_next_loss(log_probs: jax.Array, labels: jax.Array, reference_double_log_s
 
 def bce_with_logits(logits: jax.Array, target: float) -> jax.Array:
     return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, jnp.full_like(logits, target)))
+
+
+def magnitude_sdr_gain(x: jax.Array, mask: jax.Array, target: jax.Array) -> jax.Array:
+    """Per-example dB by which the masked magnitude's error undercuts doing nothing's (half the
+    mixture): `magnitude_sdr` minus do-nothing's, which stays finite on a silent target (a
+    crop without singing scores how much accompaniment the vocal estimate kept)."""
+    axes = tuple(range(1, target.ndim))
+    model = jnp.sum(jnp.square(x * mask - target), axis=axes)
+    do_nothing = jnp.sum(jnp.square(0.5 * x - target), axis=axes)
+    return 10.0 * jnp.log10((do_nothing + 1e-8) / (model + 1e-8))
 
 
 def magnitude_sdr(x: jax.Array, mask: jax.Array, target: jax.Array) -> jax.Array:

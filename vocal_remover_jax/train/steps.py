@@ -62,6 +62,9 @@ def make_train_step(config: ml_collections.ConfigDict, model: nn.Module, tx: opt
         x, y = inputs_and_targets(batch, mode)
         metrics = {"l1": losses.masked_l1(x, mask, y)}
         loss = {"pretrain": loss_cfg.l1_weight, "gan": loss_cfg.gan_l1_weight, "finetune": 1.0}[mode] * metrics["l1"]
+        if mode == "finetune" and loss_cfg.removal_weight != 1.0:
+            metrics["removal_l1"] = losses.removal_l1(x, mask, y)
+            loss += (loss_cfg.removal_weight - 1.0) * metrics["removal_l1"]
         if mode == "finetune" and loss_cfg.vocal_weight:
             metrics["vocal_l1"] = losses.vocal_l1_at_instrumental_level(x, mask, y, batch["vocals"],
                                                                         loss_cfg.vocal_floor_db)
@@ -164,7 +167,7 @@ def make_eval_step(config: ml_collections.ConfigDict, model: nn.Module) -> Calla
         sums = {"l1": jnp.sum(per_example_l1 * valid), "count": jnp.sum(valid)}
         if config.mode == "finetune":
             sums["sdr_magnitude"] = jnp.sum(losses.magnitude_sdr(x, mask, y) * valid)
-            sums["sdr_magnitude_vocals"] = jnp.sum(losses.magnitude_sdr(x, 1.0 - mask, batch["vocals"]) * valid)
+            sums["sdr_gain_vocals"] = jnp.sum(losses.magnitude_sdr_gain(x, 1.0 - mask, batch["vocals"]) * valid)
         elif "is_next" in batch:
             correct = (jnp.argmax(is_next, -1) == batch["is_next"]).astype(jnp.float32)
             sums["is_next_accuracy"] = jnp.sum(correct * valid)

@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 
+from vocal_remover_jax.host_memory import compiled_on_first_call
 from vocal_remover_jax.train import checkpoint, distributed, inputs, mesh as mesh_lib, steps
 from vocal_remover_jax.train.metric_writer import MetricWriter
 from vocal_remover_jax.train.program import build_program, check_batch
@@ -168,11 +169,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     batches = inputs.train_batches(config, local_batch, examples // nproc, jax.process_index(), nproc)
     window = _MetricWindow(step, config.batch_size, workdir)
     metrics = {}
+    train_step = compiled_on_first_call(program.train_step)
     try:
         with _Preemption(mesh) as preemption, program.context():
             while step < config.total_steps:
                 batch = program.transforms[True](_global_batch(next(batches), batch_sharding))
-                state, device_metrics = program.train_step(state, batch, preemption.flags())
+                state, device_metrics = train_step(state, batch, preemption.flags())
                 step += 1
                 examples += config.batch_size
                 last = step == config.total_steps

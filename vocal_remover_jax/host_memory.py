@@ -1,0 +1,38 @@
+"""Handing the compiler's freed heap back to the operating system."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+from collections.abc import Callable
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    libc = ctypes.util.find_library("c")
+    return getattr(ctypes.CDLL(libc), "malloc_trim", None) if libc else None
+
+
+def release_freed_memory() -> None:
+    """XLA's compiler frees gigabytes of small allocations that glibc keeps in its heap; the
+    program's own buffers then come on top, and the process peaks at both (seed step: 14.6 GiB
+    where the step needs 9.5). glibc's malloc_trim returns those pages; elsewhere a no-op."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+def compiled_on_first_call(jitted: Callable) -> Callable:
+    """`jitted`, compiled for its first call's arguments with the freed heap released before it runs.
+    Later calls take the same shapes and shardings (a train loop)."""
+    compiled = None
+
+    def call(*args):
+        nonlocal compiled
+        if compiled is None:
+            compiled = jitted.lower(*args).compile()
+            release_freed_memory()
+        return compiled(*args)
+
+    return call
