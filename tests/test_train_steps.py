@@ -140,12 +140,20 @@ def test_finetune_step_adds_the_weighted_vocal_and_removal_l1():
     assert 0.05 * float(metrics["l1"]) < float(metrics["removal_l1"]) < 0.95 * float(metrics["l1"])
 
 
-def test_magnitude_sdr_gain_is_zero_for_doing_nothing_and_finite_on_silence():
+def test_vocal_sdr_gain_weighs_crops_by_energy():
+    """Doing nothing scores 0 dB; keeping everything does not win from crops without singing."""
     rng = np.random.default_rng(1)
-    x, target = rng.uniform(0, 1, (2, 3, 5, 2)), rng.uniform(0, 0.5, (2, 3, 5, 2))
-    gain = lambda mask, t: np.asarray(losses.magnitude_sdr_gain(x, mask, t))
-    np.testing.assert_allclose(gain(np.full_like(x, 0.5), target), 0.0, atol=1e-5)
-    np.testing.assert_allclose(gain(target / x, target), 10 * np.log10(np.sum((0.5 * x - target) ** 2, (1, 2, 3)) / 1e-8 + 1),
-                               rtol=1e-4)  # perfect: as far above doing nothing as the epsilon allows
-    silent = np.zeros_like(target)
-    np.testing.assert_allclose(gain(np.full_like(x, 0.25), silent), 10 * np.log10(4.0), rtol=1e-4)  # half the leak
+    inst = rng.uniform(0, 1, (2, 3, 5, 2))
+    vocals = np.stack([rng.uniform(0, 1, (3, 5, 2)), np.zeros((3, 5, 2))])  # the second crop: no singing
+    x = inst + vocals
+
+    def gain(mask):
+        sums = {"count": 2, "energy/vocals_error": np.sum(losses.error_energy(x, 1.0 - mask, vocals)),
+                "energy/vocals_error_do_nothing": np.sum(losses.error_energy(x, 0.5, vocals))}
+        return steps.eval_metrics(sums)["sdr_gain_vocals"]
+
+    assert gain(np.full_like(x, 0.5)) == pytest.approx(0.0, abs=1e-6)
+    keep_everything = gain(np.ones_like(x))  # no vocal estimate at all
+    expected = 10 * np.log10(np.sum((x / 2 - vocals) ** 2) / np.sum(vocals**2))
+    assert keep_everything == pytest.approx(expected, rel=1e-6) and keep_everything < 3.0
+    assert gain(inst / x) > 60  # the exact instrumental mask

@@ -72,23 +72,31 @@ class MultibandFrameAttention(nn.Module):
 def attend(queries: jax.Array, keys: jax.Array, values: jax.Array, temperature: float) -> tuple[jax.Array, jax.Array]:
     """softmax(queries . keys / temperature) . values, and the weights, accumulated in at least float32.
 
-    Its own VJP keeps only the weights for the backward pass (a frames x frames array per band):
-    under autodiff XLA kept about 2.5 of them per attention module (the seed step's largest
-    share of memory: 70 modules, 1,024 frames at every level)."""
+    Its own VJP keeps the inputs and each query's log-sum-exp, and recomputes the weights (a
+    frames x frames array per band) once the gradient arrives: under autodiff XLA kept about 2.5
+    of them per attention module, the seed step's largest share of memory (70 modules, 1,024
+    frames at every level), for one more scores matmul per module in the backward pass."""
     return _attend_fwd(queries, keys, values, temperature)[0]
 
 
-def _attend_fwd(queries, keys, values, temperature):
+def _scores(queries, keys, temperature):
     acc = at_least_f32(queries.dtype)
     scores = jnp.matmul(queries, keys.swapaxes(-1, -2), preferred_element_type=acc)
-    weights = jax.nn.softmax(scores / jnp.asarray(temperature, acc), axis=-1)
+    return scores / jnp.asarray(temperature, acc)
+
+
+def _attend_fwd(queries, keys, values, temperature):
+    scores = _scores(queries, keys, temperature)
+    log_norm = jax.nn.logsumexp(scores, axis=-1, keepdims=True)
+    weights = jnp.exp(scores - log_norm)
     out = jnp.matmul(weights.astype(values.dtype), values)
-    return (out, weights), (queries, keys, values, weights)
+    return (out, weights), (queries, keys, values, log_norm)
 
 
 def _attend_bwd(temperature, residuals, cotangents):
     d_out, d_weights = cotangents
-    queries, keys, values, weights = after(residuals, d_out)
+    queries, keys, values, log_norm = after(residuals, d_out)
+    weights = jnp.exp(_scores(queries, keys, temperature) - log_norm)
     acc = weights.dtype
     d_values = jnp.matmul(weights.astype(values.dtype).swapaxes(-1, -2), d_out)
     d_weights = d_weights + jnp.matmul(d_out, values.swapaxes(-1, -2), preferred_element_type=acc)

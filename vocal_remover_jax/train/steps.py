@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from vocal_remover_jax.train import losses
@@ -167,10 +168,26 @@ def make_eval_step(config: ml_collections.ConfigDict, model: nn.Module) -> Calla
         sums = {"l1": jnp.sum(per_example_l1 * valid), "count": jnp.sum(valid)}
         if config.mode == "finetune":
             sums["sdr_magnitude"] = jnp.sum(losses.magnitude_sdr(x, mask, y) * valid)
-            sums["sdr_gain_vocals"] = jnp.sum(losses.magnitude_sdr_gain(x, 1.0 - mask, batch["vocals"]) * valid)
+            sums["energy/vocals_error"] = jnp.sum(losses.error_energy(x, 1.0 - mask, batch["vocals"]) * valid)
+            sums["energy/vocals_error_do_nothing"] = jnp.sum(losses.error_energy(x, 0.5, batch["vocals"]) * valid)
         elif "is_next" in batch:
             correct = (jnp.argmax(is_next, -1) == batch["is_next"]).astype(jnp.float32)
             sums["is_next_accuracy"] = jnp.sum(correct * valid)
         return sums
 
     return eval_step
+
+
+def eval_metrics(sums: dict) -> dict[str, float]:
+    """Summed eval_step outputs over a validation set -> its metrics: per-example means, and
+    `sdr_gain_vocals`, the dB by which the vocal estimate's error energy over the whole set
+    undercuts doing nothing's (half the mixture)."""
+    sums = {k: float(v) for k, v in sums.items()}
+    count = sums.pop("count")
+    if count == 0:
+        return {}
+    out = {k: v / count for k, v in sums.items() if not k.startswith("energy/")}
+    if "energy/vocals_error" in sums:
+        out["sdr_gain_vocals"] = float(10.0 * np.log10((sums["energy/vocals_error_do_nothing"] + 1e-12)
+                                                       / (sums["energy/vocals_error"] + 1e-12)))
+    return out

@@ -216,7 +216,4 @@ def evaluate(config, eval_step, params, batch_sharding, local_batch, transform) 
     for batch in inputs.eval_batches(config, local_batch, jax.process_index(), jax.process_count()):
         out = jax.device_get(eval_step(params, transform(_global_batch(batch, batch_sharding))))
         sums = out if sums is None else {k: sums[k] + out[k] for k in out}
-    if not sums or sums["count"] == 0:
-        return {}
-    count = sums.pop("count")
-    return {k: float(v / count) for k, v in sums.items()}
+    return steps.eval_metrics(sums) if sums else {}
