@@ -129,20 +129,13 @@ def _base(name: str) -> str:
 
 def do_nothing_scores(heldout_dir: str, frame_seconds: float = 1.0) -> dict[str, dict]:
     """SDR of half the mixture as each stem, per clip (same metric as `evaluate`)."""
-    from vocal_remover_jax.audio.io import load_audio
-    from vocal_remover_jax.inference.sdr import track_sdr
+    from vocal_remover_jax.audio.reference_tracks import find_reference_tracks
+    from vocal_remover_jax.inference.evaluate import do_nothing, score_tracks
 
-    scores = {}
-    for name in sorted(os.listdir(heldout_dir)):
-        folder = os.path.join(heldout_dir, name)
-        if not os.path.isfile(os.path.join(folder, "mixture.wav")):
-            continue
-        mixture, rate = load_audio(os.path.join(folder, "mixture.wav"))
-        refs = np.stack([load_audio(os.path.join(folder, f"{s}.wav"), rate)[0] for s in SOURCES])
-        s = track_sdr(refs, np.stack([mixture / 2, mixture / 2]), rate, frame_seconds)
-        scores[name] = {src: {"sdr_median": float(s["median"][i]), "sdr_whole": float(s["whole"][i])}
-                        for i, src in enumerate(SOURCES)}
-    return scores
+    rows, failed = score_tracks(do_nothing, find_reference_tracks(heldout_dir), frame_seconds)
+    if failed:
+        raise ValueError(f"{heldout_dir}: could not score {failed}")
+    return {row["name"]: row for row in rows}
 
 
 def cmd_prepare(args: argparse.Namespace, forwarded: list[str]) -> int:

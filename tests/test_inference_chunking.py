@@ -134,3 +134,20 @@ def test_padded_segment_is_a_slice_of_the_reflect_padded_song():
     for start in (0, 37, 900):
         np.testing.assert_array_equal(padded_segment(wave, start, 600, N_FFT), padded[:, start : start + 600])
     assert not padded_segment(wave, -50, 50, N_FFT).any()
+
+
+def test_set_params_changes_the_weights_without_recompiling():
+    cfg = ChunkConfig(n_fft=N_FFT, hop_length=HOP, cropsize=CROP, batch_size=2)
+    core = ChunkedSeparator(lambda p, x: jnp.clip(jnp.ones_like(x) * p["gain"], 0, 1), {"gain": jnp.float32(1.0)}, cfg)
+    compiled = core._accumulate
+    wave = _noise(3000)
+    run = lambda: tuple(np.concatenate([p[i] for p in core.stream(wave)], axis=-1) for i in (0, 1))  # noqa: E731
+    inst, vocals = run()
+    np.testing.assert_allclose(inst, wave, atol=1e-4)
+    core.set_params({"gain": jnp.float32(0.25)})
+    inst, vocals = run()
+    np.testing.assert_allclose(inst, 0.25 * wave, atol=1e-4)
+    np.testing.assert_allclose(vocals, 0.75 * wave, atol=1e-4)
+    assert core._accumulate is compiled
+    with pytest.raises(ValueError, match="shapes"):
+        core.set_params({"gain": jnp.ones(2, jnp.float32)})

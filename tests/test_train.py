@@ -58,9 +58,12 @@ def max_param_diff(a, b):
 @pytest.mark.parametrize("mode", ["pretrain", "pretrain_gan", "finetune"])
 def test_loss_falls_on_prepared_records(tmp_path, mode, prepared_records):
     """Logged every 10 steps, each value the mean over its 10 steps (real batches vary a lot)."""
+    # finetuning also separates and scores held-out songs (other generated songs, MUSDB layout)
+    heldout = os.path.join(os.path.dirname(prepared_records), "audio", "musdb")
     run(tmp_path, mode, "--config.data.source=records", f"--config.data.records={prepared_records}",
         "--config.audio.hop_length=32", "--config.total_steps=40", "--config.optimizer.learning_rate=1e-2",
-        "--config.log_every_steps=10", "--config.checkpoint.every_steps=40", "--config.eval_every_steps=40")
+        "--config.log_every_steps=10", "--config.checkpoint.every_steps=40", "--config.eval_every_steps=40",
+        *([f"--config.heldout_dir={heldout}"] if mode == "finetune" else []))
     history = losses(tmp_path, "l1")
     assert len(history) == 4
     assert history[-1] < 0.7 * history[0], history
@@ -69,6 +72,10 @@ def test_loss_falls_on_prepared_records(tmp_path, mode, prepared_records):
     assert [m["step"] for m in evaluated] == [40]
     expected = {"eval/sdr_magnitude", "eval/sdr_gain_vocals"} if mode == "finetune" else {"eval/is_next_accuracy"}
     assert expected <= set(evaluated[0])
+    if mode == "finetune":
+        [scored] = [m for m in read_metrics(tmp_path) if "heldout/vocals_gain" in m]
+        assert scored["step"] == 40 and all(np.isfinite(scored[f"heldout/{k}"]) for k in
+                                            ("vocals_sdr", "vocals_gain", "instrumental_sdr", "instrumental_gain"))
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):

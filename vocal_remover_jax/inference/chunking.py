@@ -132,6 +132,13 @@ class ChunkedSeparator:
         self._weights = jax.device_put(crossfade(cfg), self.device)
         self._compile(mask_fn)
 
+    def set_params(self, params: Any) -> None:
+        """New parameters of the same shapes (a model in training): no recompilation."""
+        shapes = lambda tree: jax.tree.map(lambda a: (a.shape, a.dtype), tree)  # noqa: E731
+        if shapes(params) != shapes(self.params):
+            raise ValueError("set_params: the parameters differ in structure or shapes from those compiled for")
+        self.params = jax.device_put(params, self.device)
+
     def _compile(self, mask_fn: MaskFn) -> None:
         """Compiles every device function for its one shape now, so a bad model fails here, not mid-song."""
         cfg, sharding = self.cfg, jax.sharding.SingleDeviceSharding(self.device)

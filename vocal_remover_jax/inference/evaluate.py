@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 
 import numpy as np
 
@@ -57,9 +58,6 @@ def evaluate_model(model_path: str, dataset_dir: str, *, out_json: str | None = 
     "instrumental": {...}}], "failed": [{"name", "error"}], "summary": {source: {"sdr_median", "sdr_whole"}}}
     where a track's `sdr_median` is the median over frames and the summary's the median over tracks.
     """
-    from tqdm import tqdm
-
-    from vocal_remover_jax.inference.sdr import track_sdr
     from vocal_remover_jax.inference.separator import Separator
 
     tracks = find_reference_tracks(dataset_dir)[:max_tracks]
@@ -70,18 +68,7 @@ def evaluate_model(model_path: str, dataset_dir: str, *, out_json: str | None = 
                     frame_seconds=frame_seconds)
     separator = Separator.from_file(model_path, batch_size=batch_size, tta=tta, postprocess=postprocess,
                                     aggressiveness=aggressiveness, device=device)
-    rows, failed = [], []
-    for track in tqdm(tracks, desc="tracks", unit="track", disable=not progress):
-        try:
-            mixture, references, rate = load_reference_track(track)
-            inst, vocals = separator.separate(mixture, rate)
-            scores = track_sdr(references, np.stack([vocals, inst]), rate, frame_seconds)
-        except Exception as e:  # noqa: BLE001 - report and go on with the other tracks
-            failed.append({"name": track.name, "error": str(e)})
-            continue
-        rows.append({"name": track.name, "seconds": mixture.shape[-1] / rate,
-                     **{s: {"sdr_median": _num(scores["median"][i]), "sdr_whole": _num(scores["whole"][i])}
-                        for i, s in enumerate(SOURCES)}})
+    rows, failed = score_tracks(separator.separate, tracks, frame_seconds, progress)
     summary = {s: {k: _num(np.nanmedian([np.nan if r[s][k] is None else r[s][k] for r in rows])) if rows else None
                    for k in ("sdr_median", "sdr_whole")} for s in SOURCES}
     results = {"model": os.path.abspath(model_path), "dataset": os.path.abspath(dataset_dir), "settings": settings,
@@ -89,6 +76,34 @@ def evaluate_model(model_path: str, dataset_dir: str, *, out_json: str | None = 
     if out_json:
         write_json(out_json, results)
     return results
+
+
+def score_tracks(separate: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]], tracks: list,
+                 frame_seconds: float = 1.0, progress: bool = False) -> tuple[list[dict], list[dict]]:
+    """(rows, failed): each track's SDR summaries for the estimates `separate(mixture, rate)` ->
+    (instrumental, vocals); a track that fails is reported and skipped."""
+    from tqdm import tqdm
+
+    from vocal_remover_jax.inference.sdr import track_sdr
+
+    rows, failed = [], []
+    for track in tqdm(tracks, desc="tracks", unit="track", disable=not progress):
+        try:
+            mixture, references, rate = load_reference_track(track)
+            inst, vocals = separate(mixture, rate)
+            scores = track_sdr(references, np.stack([vocals, inst]), rate, frame_seconds)
+        except Exception as e:  # noqa: BLE001 - report and go on with the other tracks
+            failed.append({"name": track.name, "error": str(e)})
+            continue
+        rows.append({"name": track.name, "seconds": mixture.shape[-1] / rate,
+                     **{s: {"sdr_median": _num(scores["median"][i]), "sdr_whole": _num(scores["whole"][i])}
+                        for i, s in enumerate(SOURCES)}})
+    return rows, failed
+
+
+def do_nothing(mixture: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """The baseline every separator must beat: half the mixture for each stem."""
+    return mixture / 2, mixture / 2
 
 
 def format_table(results: dict) -> str:

@@ -54,6 +54,10 @@ class Separator:
             raise ModelFileError(f"{path}: parameters do not fit the {config.model.arch!r} model its config "
                                  f"describes ({first_line})") from None
 
+    def set_params(self, params: Any) -> None:
+        """Separate with new parameters of the same shapes (held-out scores during training)."""
+        self._core.set_params(params)
+
     def separate(self, waveform: np.ndarray, sample_rate: int, progress: Callable[[int, int], None] | None = None,
                  images: list | None = None) -> tuple[np.ndarray, np.ndarray]:
         mixture = np.asarray(waveform, np.float32)

@@ -75,6 +75,9 @@ def training_config(mode: str, size: str) -> ml_collections.ConfigDict:
     c.log_every_steps = schedule.log_every_steps
     c.eval_every_steps = schedule.checkpoint_every_steps if mode == "finetune" else 0
     c.eval_batches = 0  # 0: the whole validation split
+    # finetuning: a folder of held-out mixtures (`evaluate`'s layout) separated and scored against
+    # doing nothing at every evaluation, logged as heldout/* (train/heldout.py); "" skips it
+    c.heldout_dir = ""
     c.distributed = ml_collections.ConfigDict(dict(enabled=False, coordinator_address="", num_processes=0,
                                                    process_id=-1, cpu_collectives=""))
     return c

@@ -16,6 +16,7 @@ import time
 import jax
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 
 from vocal_remover_jax.host_memory import compiled_on_first_call
@@ -165,6 +166,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             examples = 0
     step = int(state.step)
 
+    heldout = None
+    if config.heldout_dir:
+        if config.mode != "finetune":
+            raise ValueError(f"config.heldout_dir scores separations: it needs mode 'finetune', not {config.mode!r}")
+        if primary:
+            from vocal_remover_jax.train.heldout import HeldoutScorer
+
+            heldout = HeldoutScorer(config.heldout_dir, config)
     writer = MetricWriter(workdir, enabled=primary)
     batches = inputs.train_batches(config, local_batch, examples // nproc, jax.process_index(), nproc)
     window = _MetricWindow(step, config.batch_size, workdir)
@@ -196,6 +205,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                     writer.write(step, results, config.total_steps, prefix="eval/")
                     if best is not None:
                         checkpoint.save_best(best, step, state.params, results)
+                    if config.heldout_dir:
+                        params = multihost_utils.process_allgather(state.params, tiled=True)  # all processes
+                        if heldout is not None:
+                            writer.write(step, heldout(params), config.total_steps, prefix="heldout/")
                 if stop:
                     logging.warning("SIGTERM (on this or another process): saved step %d, exiting", step)
                     break
