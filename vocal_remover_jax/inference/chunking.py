@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vocal_remover_jax.host_memory import release_freed_memory
 from vocal_remover_jax.audio.stft import frames_istft, frames_stft, num_frames
+from vocal_remover_jax.host_memory import release_freed_memory
 from vocal_remover_jax.inference import postprocess
 
 # (params, magnitudes (batch, cropsize, bins, 2) in [0, 1]) -> instrumental mask of the same shape.
