@@ -69,8 +69,7 @@ def evaluate_model(model_path: str, dataset_dir: str, *, out_json: str | None = 
     separator = Separator.from_file(model_path, batch_size=batch_size, tta=tta, postprocess=postprocess,
                                     aggressiveness=aggressiveness, device=device)
     rows, failed = score_tracks(separator.separate, tracks, frame_seconds, progress)
-    summary = {s: {k: _num(np.nanmedian([np.nan if r[s][k] is None else r[s][k] for r in rows])) if rows else None
-                   for k in ("sdr_median", "sdr_whole")} for s in SOURCES}
+    summary = median_over_tracks(rows)
     results = {"model": os.path.abspath(model_path), "dataset": os.path.abspath(dataset_dir), "settings": settings,
                "tracks": rows, "failed": failed, "summary": summary}
     if out_json:
@@ -99,6 +98,12 @@ def score_tracks(separate: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndar
                      **{s: {"sdr_median": _num(scores["median"][i]), "sdr_whole": _num(scores["whole"][i])}
                         for i, s in enumerate(SOURCES)}})
     return rows, failed
+
+
+def median_over_tracks(rows: list[dict]) -> dict[str, dict[str, float | None]]:
+    """{source: {"sdr_median", "sdr_whole"}}: each the median over `score_tracks`' rows (None without rows)."""
+    return {s: {k: _num(np.nanmedian([np.nan if r[s][k] is None else r[s][k] for r in rows])) if rows else None
+                for k in ("sdr_median", "sdr_whole")} for s in SOURCES}
 
 
 def do_nothing(mixture: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:

@@ -8,10 +8,9 @@ everything (README, starter runs); separating real held-out mixtures and scoring
 from __future__ import annotations
 
 import ml_collections
-import numpy as np
 
 from vocal_remover_jax.audio.reference_tracks import SOURCES, find_reference_tracks
-from vocal_remover_jax.inference.evaluate import do_nothing, score_tracks
+from vocal_remover_jax.inference.evaluate import do_nothing, median_over_tracks, score_tracks
 from vocal_remover_jax.inference.separator import Separator
 
 
@@ -30,7 +29,7 @@ class HeldoutScorer:
         baseline, failed = score_tracks(do_nothing, self.tracks)
         if failed:
             raise ValueError(f"config.heldout_dir={folder!r}: cannot read {failed[0]['name']}: {failed[0]['error']}")
-        self.baseline = _medians(baseline)
+        self.baseline = median_over_tracks(baseline)
 
     def __call__(self, params) -> dict[str, float]:
         if self.separator is None:
@@ -40,12 +39,7 @@ class HeldoutScorer:
         rows, failed = score_tracks(self.separator.separate, self.tracks)
         if failed:
             raise RuntimeError(f"held-out scoring failed on {failed[0]['name']}: {failed[0]['error']}")
-        model = _medians(rows)
-        out = {f"{s}_sdr": model[s] for s in SOURCES}
-        out.update({f"{s}_gain": model[s] - self.baseline[s] for s in SOURCES})
+        model = median_over_tracks(rows)
+        out = {f"{s}_sdr": model[s]["sdr_median"] for s in SOURCES}
+        out.update({f"{s}_gain": model[s]["sdr_median"] - self.baseline[s]["sdr_median"] for s in SOURCES})
         return out
-
-
-def _medians(rows: list[dict]) -> dict[str, float]:
-    return {s: float(np.nanmedian([np.nan if r[s]["sdr_median"] is None else r[s]["sdr_median"] for r in rows]))
-            for s in SOURCES}
