@@ -24,7 +24,6 @@ import tempfile
 import time
 
 
-
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
     """The options, and the `--config.x=y` overrides as `x=y`."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
