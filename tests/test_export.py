@@ -5,6 +5,7 @@ import sys
 import types
 
 import flax.linen as nn
+import jax
 import numpy as np
 import pytest
 
@@ -76,7 +77,12 @@ def test_init_from_accepts_a_model_file(tiny_model):
     from vocal_remover_jax.train.checkpoint import restore_params
 
     path, params, config = tiny_model
-    restored, restored_config = restore_params(path)
+    from vocal_remover_jax.train.mesh import make_mesh
+
+    train_config = load_config(config_path("finetune.py:tiny"))
+    # inside the trainer's mesh and logical rules, as the trainer calls it
+    with jax.set_mesh(make_mesh(train_config.mesh, jax.devices()[:1])), nn.logical_axis_rules(train_config.logical_rules):
+        restored, restored_config = restore_params(path)
     np.testing.assert_array_equal(restored["out"]["kernel"], params["out"]["kernel"])
     assert restored_config.model.to_dict() == config.model.to_dict()
     with pytest.raises(ValueError, match="no checkpoint steps"):

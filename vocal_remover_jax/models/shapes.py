@@ -16,6 +16,8 @@ def input_spec(model_cfg: ml_collections.ConfigDict, batch_size: int = 1) -> jax
 
 
 def abstract_params(module: nn.Module, *inputs: jax.ShapeDtypeStruct) -> dict:
-    """The 'params' collection of `module` for `inputs` as ShapeDtypeStructs (unboxed)."""
-    variables = jax.eval_shape(lambda *xs: module.init(jax.random.key(0), *xs), *inputs)
-    return nn.unbox(variables)["params"]
+    """The 'params' collection of `module` for `inputs` as ShapeDtypeStructs (unboxed).
+
+    Unboxed while traced: under a mesh with logical rules (the trainer's), unboxing applies sharding
+    constraints, which shape structs outside a trace cannot take."""
+    return jax.eval_shape(lambda *xs: nn.unbox(module.init(jax.random.key(0), *xs))["params"], *inputs)
