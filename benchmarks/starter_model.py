@@ -3,6 +3,7 @@
     python benchmarks/starter_model.py prepare --pack PATH/real-audio --workdir runs/starter [--vocal-variants 8]
     python benchmarks/starter_model.py evaluate --workdir runs/starter --model model.safetensors
     python benchmarks/starter_model.py ship --workdir runs/starter --pack PATH/real-audio --hardware "2-core CPU"
+    python benchmarks/starter_model.py oracle --workdir runs/starter [--preset starter]
 
 `prepare` checks every file of configs/starter_split.json against its sha256, links the train part
 into WORKDIR/audio/{instrumentals,vocals} and runs `vocal-remover-jax prepare` on it (records in
@@ -12,6 +13,9 @@ reads; float WAV, so mixture = vocals + instrumental exactly). Files named *_NC-
 `evaluate` prints per-clip and median SDR of vocals and instrumental for the model (through
 `vocal-remover-jax evaluate`) next to the do-nothing estimate (half the mixture for each stem),
 and writes WORKDIR/heldout_sdr.json (or --out).
+`oracle` scores the ideal mask on the same mixtures: the instrumental's magnitude over the
+mixture's, clipped to [0, 1], at the preset's STFT (what finetuning's L1 target asks of the mask), so
+the ceiling of any model that masks the mixture at that STFT, next to doing nothing.
 `ship` puts the evaluated model file, with its card, into the package (vocal_remover_jax/pretrained/,
 what `separate` uses without --model): the card holds the training data's attributions (from the
 pack's SOURCES.md, read here and never at run time), the config, the steps and training time of
@@ -125,6 +129,50 @@ def _rms(wave: np.ndarray) -> float:
 
 def _base(name: str) -> str:
     return os.path.splitext(os.path.basename(name))[0]
+
+
+def cmd_oracle(args: argparse.Namespace, forwarded: list[str]) -> int:
+    from vocal_remover_jax.presets import audio_config
+
+    heldout = os.path.join(args.workdir, "heldout")
+    audio = audio_config(args.preset)
+    oracle, base = ideal_mask_scores(heldout, args.preset), do_nothing_scores(heldout)
+    print(f"ideal mask at {args.preset}'s STFT (n_fft {audio.n_fft}, hop {audio.hop_length}), median of {len(base)} clips:")
+    for s in SOURCES:
+        nothing = float(np.median([b[s]["sdr_median"] for b in base.values()]))
+        print(f"{s}: ideal mask {oracle[s]:.2f} dB, do-nothing {nothing:.2f} dB, difference {oracle[s] - nothing:+.2f} dB")
+    return 0
+
+
+def ideal_mask_scores(heldout_dir: str, preset: str) -> dict[str, float]:
+    """{source: median SDR over clips} of the ideal mask at `preset`'s STFT (see `oracle`)."""
+    import jax.numpy as jnp
+
+    from vocal_remover_jax.audio import stft
+    from vocal_remover_jax.audio.reference_tracks import find_reference_tracks, load_reference_track
+    from vocal_remover_jax.inference.evaluate import median_over_tracks, score_tracks
+    from vocal_remover_jax.presets import audio_config
+
+    audio = audio_config(preset)
+    n_fft, hop = audio.n_fft, audio.hop_length
+    rows = []
+    for track in find_reference_tracks(heldout_dir):
+        _, (_, instrumental), _ = load_reference_track(track)
+
+        def ideal_mask(mixture, rate, instrumental=instrumental):
+            if rate != audio.sample_rate:
+                raise ValueError(f"{rate} Hz: {preset} works at {audio.sample_rate} Hz")
+            mix_spec = stft.stft(jnp.asarray(mixture), n_fft, hop)
+            target = jnp.abs(stft.stft(jnp.asarray(instrumental), n_fft, hop))
+            estimate = np.asarray(stft.istft(mix_spec * jnp.clip(target / jnp.maximum(jnp.abs(mix_spec), 1e-8), 0, 1),
+                                             n_fft, hop, mixture.shape[-1]))
+            return estimate, mixture - estimate
+
+        done, failed = score_tracks(ideal_mask, [track])
+        if failed:
+            raise ValueError(f"{heldout_dir}: could not score {failed}")
+        rows += done
+    return {s: v["sdr_median"] for s, v in median_over_tracks(rows).items()}
 
 
 def do_nothing_scores(heldout_dir: str, frame_seconds: float = 1.0) -> dict[str, dict]:
@@ -405,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--workdir", required=True)
     ev.add_argument("--model", required=True)
     ev.add_argument("--out")
+    orc = sub.add_parser("oracle", help="held-out SDR of the ideal mask at a preset's STFT: the ceiling of masking")
+    orc.add_argument("--workdir", required=True)
+    orc.add_argument("--preset", default="starter", help="the model size whose STFT the mask uses")
     sh = sub.add_parser("ship", help="put the evaluated model, with its card, into the package")
     sh.add_argument("--workdir", required=True, help="holds pre/ and ft/ (training runs), heldout_sdr.json, records/")
     sh.add_argument("--pack", required=True, help="the real-audio folder: its SOURCES.md gives the attributions")
@@ -416,7 +467,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     forwarded = argv[argv.index("--") + 1 :] if "--" in argv else []
     args = p.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
-    return {"prepare": cmd_prepare, "evaluate": cmd_evaluate, "ship": cmd_ship}[args.command](args, forwarded)
+    return {"prepare": cmd_prepare, "evaluate": cmd_evaluate, "oracle": cmd_oracle,
+            "ship": cmd_ship}[args.command](args, forwarded)
 
 
 if __name__ == "__main__":
