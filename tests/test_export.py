@@ -87,3 +87,24 @@ def test_init_from_accepts_a_model_file(tiny_model):
     assert restored_config.model.to_dict() == config.model.to_dict()
     with pytest.raises(ValueError, match="no checkpoint steps"):
         restore_params(path, step=3)
+
+
+def test_init_zero_starts_the_mask_head_at_one_half(tiny_model):
+    """`config.init_zero="^out/"`: the restored head is zero, so every bin's mask starts at 0.5; nothing
+    else changes, and a pattern that matches nothing is an error."""
+    from vocal_remover_jax.models import build_model
+    from vocal_remover_jax.models.shapes import input_spec
+    from vocal_remover_jax.train.checkpoint import restore_params, zero_matching
+
+    path, _, config = tiny_model
+    restored, _ = restore_params(path)
+    zeroed = zero_matching(restored, "^out/")
+    assert np.any(np.asarray(restored["out"]["kernel"])) and not np.any(np.asarray(zeroed["out"]["kernel"]))
+    for a, b in zip(jax.tree.leaves({k: v for k, v in restored.items() if k != "out"}),
+                    jax.tree.leaves({k: v for k, v in zeroed.items() if k != "out"})):
+        np.testing.assert_array_equal(a, b)
+    x = np.random.default_rng(0).uniform(0, 1, input_spec(config.model).shape).astype(np.float32)
+    mask, _ = build_model(config.model).apply({"params": zeroed}, x)
+    np.testing.assert_allclose(mask, 0.5)
+    with pytest.raises(ValueError, match="matches no parameter"):
+        zero_matching(restored, "^no_such_layer/")

@@ -10,9 +10,11 @@ import contextlib
 import json
 import logging
 import os
+import re
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import orbax.checkpoint as ocp
 
@@ -103,6 +105,19 @@ def restore_params(workdir: str, step: int | None = None) -> tuple[dict, ml_coll
             item=target, restore_args=jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=cpu), target),
             partial_restore=True))
     return restored["params"], config
+
+
+def zero_matching(params: dict, pattern: str) -> dict:
+    """`params` with every array whose path ("out/kernel") matches `pattern` (re.search) set to zero.
+
+    Why: a pretrained mask head can end in saturated logits (masks of 0 or 1), where the sigmoid
+    passes almost no gradient and finetuning stays near keeping everything; zeroed, it starts at 0.5."""
+    flat = {"/".join(str(k.key) for k in path): leaf for path, leaf in jax.tree_util.tree_leaves_with_path(params)}
+    hits = [name for name in flat if re.search(pattern, name)]
+    if not hits:
+        raise ValueError(f"init_zero {pattern!r} matches no parameter (e.g. {sorted(flat)[:3]})")
+    return jax.tree_util.tree_map_with_path(
+        lambda path, leaf: jnp.zeros_like(leaf) if "/".join(str(k.key) for k in path) in hits else leaf, params)
 
 
 @contextlib.contextmanager

@@ -66,6 +66,9 @@ def training_config(mode: str, size: str) -> ml_collections.ConfigDict:
         removal_weight=1.0,
         reference_double_log_softmax=False))  # True: the reference's log-softmax applied twice
     c.init_from = ""  # finetuning: a pretraining workdir (its latest checkpoint) or a model file
+    # finetuning: parameters of init_from whose path ("out/kernel") matches this regex start at zero
+    # instead; "^out/" starts the mask head at sigmoid(0) = 0.5 in every bin (checkpoint.zero_matching)
+    c.init_zero = ""
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
     # Logical axis -> mesh axes. FSDP shards the feature axes of every transformer weight.
     c.logical_rules = [("batch", ["data", "fsdp"]), ("embed", "fsdp"), ("mlp", None), ("qkv", None),

@@ -123,6 +123,8 @@ class _MetricWindow:
 def _init_from(config, state, shardings):
     """Finetuning starts from a pretraining workdir's generator parameters."""
     params, _ = checkpoint.restore_params(config.init_from)
+    if config.init_zero:
+        params = checkpoint.zero_matching(params, config.init_zero)
     params = jax.device_put(params, shardings.params)
     return state.replace(params=params)
 
