@@ -20,7 +20,8 @@ the ceiling of any model that masks the mixture at that STFT, next to doing noth
 what `separate` uses without --model): the card holds the training data's attributions (from the
 pack's SOURCES.md, read here and never at run time), the config, the steps and training time of
 WORKDIR/pre and WORKDIR/ft, and the held-out SDR of WORKDIR/heldout_sdr.json; it refuses a model
-that is not WORKDIR/ft's latest checkpoint, and any _NC-SA file among the training data. It prints
+that is not one of WORKDIR/ft's checkpoints, and any _NC-SA file among the training data. WORKDIR/pre
+counts only when the finetuning run started from it (its config's init_from). It prints
 the file's sha256 and a markdown table for README.
 """
 
@@ -307,29 +308,35 @@ def _section(markdown: str, title: str) -> str:
     return "\n".join(lines[start:end]).strip()
 
 
-def run_summary(run_dir: str) -> dict:
-    """Steps (latest checkpoint), batch size and training seconds of one training workdir.
+def run_summary(run_dir: str, step: int | None = None) -> dict:
+    """Steps (`step`, default the latest checkpoint), batch size and training seconds up to that step
+    of one training workdir.
 
     Seconds: the logged step times times the steps each covers (a resumed run's first window
     starts at the checkpoint it resumed from); start-up, checkpoint and evaluation time are not in it.
     """
-    with open(os.path.join(run_dir, "config.json")) as f:
-        config = json.load(f)
+    config = run_config(run_dir)
     checkpoints = os.path.join(run_dir, "checkpoints")
     steps = [int(d) for d in (os.listdir(checkpoints) if os.path.isdir(checkpoints) else []) if d.isdigit()]
     if not steps:
         raise FileNotFoundError(f"{checkpoints}: no checkpoints")
+    step = max(steps) if step is None else step
     every = int(config.get("checkpoint", {}).get("every_steps", 1)) or 1
     seconds, previous = 0.0, 0
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         for line in f:
             m = json.loads(line) if line.strip() else {}
-            if "step_time" not in m:
+            if "step_time" not in m or m["step"] > step:
                 continue
             start = previous if m["step"] > previous else (m["step"] - 1) // every * every
             seconds += m["step_time"] * (m["step"] - start)
             previous = m["step"]
-    return {"steps": max(steps), "batch_size": int(config["batch_size"]), "seconds": round(seconds)}
+    return {"steps": step, "batch_size": int(config["batch_size"]), "seconds": round(seconds)}
+
+
+def run_config(run_dir: str) -> dict:
+    with open(os.path.join(run_dir, "config.json")) as f:
+        return json.load(f)
 
 
 def check_records(records: str, split: dict) -> None:
@@ -346,22 +353,24 @@ def check_records(records: str, split: dict) -> None:
         raise ValueError(f"{path}: records hold tracks outside the train part of {SPLIT_FILE}: {stray[:5]}")
 
 
-def check_latest_checkpoint(params: dict, finetune_dir: str, model: str) -> None:
-    """`model` holds exactly the parameters of the finetuning run's latest checkpoint."""
+def checkpoint_step(params: dict, finetune_dir: str, model: str) -> int:
+    """The step of the finetuning run's checkpoint whose parameters `model` holds exactly (the latest,
+    or an earlier one chosen by its validation score)."""
     from flax import traverse_util
 
     from vocal_remover_jax.train.checkpoint import restore_params
 
-    restored, _ = restore_params(finetune_dir)
     a = traverse_util.flatten_dict(dict(params), sep="/")
-    b = traverse_util.flatten_dict(dict(restored), sep="/")
-    same = a.keys() == b.keys() and all(np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a)
-    if not same:
-        raise ValueError(f"{model} is not the latest checkpoint of {finetune_dir}: export that checkpoint and "
-                         f"evaluate it ({EVALUATE_COMMAND}) before shipping")
+    checkpoints = os.path.join(finetune_dir, "checkpoints")
+    for step in sorted((int(d) for d in os.listdir(checkpoints) if d.isdigit()), reverse=True):
+        b = traverse_util.flatten_dict(dict(restore_params(finetune_dir, step)[0]), sep="/")
+        if a.keys() == b.keys() and all(np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a):
+            return step
+    raise ValueError(f"{model} is not a checkpoint of {finetune_dir}: export one (`vocal-remover-jax export "
+                     f"--workdir {finetune_dir} --step N`) and evaluate it ({EVALUATE_COMMAND}) before shipping")
 
 
-def make_card(args: argparse.Namespace, split: dict, params: dict, results: dict) -> dict:
+def make_card(args: argparse.Namespace, split: dict, params: dict, results: dict, step: int) -> dict:
     rows, changes, notices = read_sources(args.pack)
     train = sorted(split["train"])
     _not_nc_sa(train, SPLIT_FILE)
@@ -372,7 +381,10 @@ def make_card(args: argparse.Namespace, split: dict, params: dict, results: dict
              "licence": rows[n]["licence"].replace("at the end of this file", "under licence notices"),
              "attribution": rows[n]["attribution"], "source": rows[n]["source"]} for n in train]
     _not_nc_sa([d["file"] for d in data], "card")
-    phases = {p: run_summary(os.path.join(args.workdir, d)) for p, d in (("pretrain", "pre"), ("finetune", "ft"))}
+    finetune = os.path.join(args.workdir, "ft")
+    phases = {"finetune": run_summary(finetune, step)}
+    if run_config(finetune).get("init_from"):  # started from WORKDIR/pre
+        phases = {"pretrain": run_summary(os.path.join(args.workdir, "pre")), **phases}
     median = results["median"]
     from flax import traverse_util
 
@@ -416,8 +428,8 @@ def ship(args: argparse.Namespace) -> int:
     if os.path.abspath(model) != os.path.abspath(results["model"]):
         raise ValueError(f"{sdr_json} scores {results['model']}, not {model}")
     params, config = load_model_file(model)
-    check_latest_checkpoint(params, os.path.join(args.workdir, "ft"), model)
-    card = make_card(args, split, params, results)
+    step = checkpoint_step(params, os.path.join(args.workdir, "ft"), model)
+    card = make_card(args, split, params, results, step)
     out = args.out or PACKAGED_MODEL
     save_model_file(out, params, config, card)
     load_model_file(out)

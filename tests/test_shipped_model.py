@@ -159,7 +159,7 @@ def _fake_sources(pack, split, leave_out=()):
 
 @pytest.fixture
 def workdir(tmp_path, tiny_model):
-    """pre/ and ft/ runs (ft's latest checkpoint holds the tiny model's parameters), records whose
+    """pre/ and ft/ runs (ft started from pre; its latest checkpoint holds the tiny model's parameters), records whose
     tracks are from the split's train part, one held-out mixture and a fake pack's SOURCES.md."""
     from vocal_remover_jax.config import load_config
     from vocal_remover_jax.inference.random_params import random_params
@@ -174,6 +174,7 @@ def workdir(tmp_path, tiny_model):
               {"step": 15, "step_time": 1.0}, {"step": 20, "step_time": 1.0}, {"step": 20, "eval/l1": 0.1}])):
         cfg = load_config(config(f"{'pretrain' if name == 'pre' else 'finetune'}.py:tiny"))
         cfg.checkpoint.every_steps, cfg.batch_size = 10, 8
+        cfg.init_from = str(w / "pre") if name == "ft" else ""
         _write_run(w / name, cfg, params, steps, metrics)
     starter = _starter_module()
     split = starter.load_split()
@@ -246,13 +247,32 @@ def test_ship_refuses_what_it_must_not_ship(workdir, tiny_model, tmp_path, capsy
     manifest["sets"]["vocals"]["train"][0]["tracks"].pop()
     (w / "records" / "manifest.json").write_text(json.dumps(manifest))
 
-    other = tmp_path / "other.safetensors"  # evaluated, but not the latest finetuning checkpoint
+    other = tmp_path / "other.safetensors"  # evaluated, but no finetuning checkpoint
     from vocal_remover_jax.inference.random_params import random_params
 
     save_model_file(str(other), random_params(tiny_model[2].model, seed=5), tiny_model[2])
     assert _ship(starter, w, pack, out, "--model", str(other), "--sdr", str(_scores(w, other, w / "o.json"))) == 2
-    assert "is not the latest checkpoint" in capsys.readouterr().err
+    assert "is not a checkpoint of" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_ship_takes_an_earlier_checkpoint_and_a_run_without_pretraining(workdir, tiny_model, tmp_path):
+    """A checkpoint chosen by validation (step 10 of 20) ships with its own steps and time; a finetuning
+    run that did not start from pre/ has no pretraining on its card."""
+    from vocal_remover_jax.config import load_config
+    from vocal_remover_jax.inference.random_params import random_params
+
+    w, pack, starter, _ = workdir
+    earlier = tmp_path / "step10.safetensors"
+    cfg = load_config(config("model.py:tiny"))
+    save_model_file(str(earlier), random_params(cfg.model, seed=7), cfg)
+    run = json.loads((w / "ft" / "config.json").read_text())
+    (w / "ft" / "config.json").write_text(json.dumps({**run, "init_from": ""}))
+    out = tmp_path / "pkg" / "starter.safetensors"
+    assert _ship(starter, w, pack, out, "--model", str(earlier), "--sdr", str(_scores(w, earlier, w / "e.json"))) == 0
+    training = read_header(str(out))["card"]["training"]
+    assert "pretrain" not in training
+    assert training["finetune"] == {"steps": 10, "batch_size": 8, "seconds": 10} and training["seconds"] == 10
 
 
 def _scores(w, model, path):
