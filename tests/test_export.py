@@ -30,14 +30,15 @@ def workdir(tmp_path, monkeypatch):
              **{k: v for k, v in params.items() if k != "encoder_0"}}
     calls = []
 
-    def restore_params(path, step=None):
-        calls.append((path, step))
+    def restore_params(path, step=None, best=False):
+        calls.append((path, step) + (("best",) if best else ()))
         if step == 999:
             raise FileNotFoundError(f"no checkpoint for step 999 in {path}")
         return boxed, config
 
     module = types.ModuleType("vocal_remover_jax.train.checkpoint")
     module.restore_params = restore_params
+    module.best_step = lambda path: 7
     monkeypatch.setitem(sys.modules, "vocal_remover_jax.train.checkpoint", module)
     (tmp_path / "run").mkdir()
     return tmp_path / "run", params, calls, config
@@ -61,6 +62,14 @@ def test_export_writes_inference_parameters_and_model_config(tmp_path, workdir, 
     assert cli.main(["export", "--workdir", str(run), "--out", str(out)]) == 2  # exists
     assert "--overwrite" in capsys.readouterr().err
     assert cli.main(["export", "--workdir", str(run), "--out", str(out), "--overwrite"]) == 0
+
+
+def test_export_best_takes_the_kept_best_checkpoint(tmp_path, workdir, capsys):
+    run, _, calls, _ = workdir
+    assert cli.main(["export", "--workdir", str(run), "--out", str(tmp_path / "m.safetensors"), "--best"]) == 0
+    assert calls == [(str(run), None, "best")] and "step 7 (the best validation score)" in capsys.readouterr().out
+    assert cli.main(["export", "--workdir", str(run), "--out", str(tmp_path / "n.safetensors"), "--best", "--step", "3"]) == 2
+    assert "exclude each other" in capsys.readouterr().err
 
 
 def test_export_reports_missing_checkpoints(tmp_path, workdir, capsys):

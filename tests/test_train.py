@@ -76,6 +76,14 @@ def test_loss_falls_on_prepared_records(tmp_path, mode, prepared_records):
         [scored] = [m for m in read_metrics(tmp_path) if "heldout/vocals_gain" in m]
         assert scored["step"] == 40 and all(np.isfinite(scored[f"heldout/{k}"]) for k in
                                             ("vocals_sdr", "vocals_gain", "instrumental_sdr", "instrumental_gain"))
+        # the kept best (`export --best`) is the one evaluated step's parameters
+        from vocal_remover_jax.train.checkpoint import best_step, restore_params
+
+        assert best_step(str(tmp_path)) == 40
+        best, latest = restore_params(str(tmp_path), best=True)[0], restore_params(str(tmp_path))[0]
+        assert jax.tree.structure(best) == jax.tree.structure(latest)
+        for a, b in zip(jax.tree.leaves(best), jax.tree.leaves(latest)):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):

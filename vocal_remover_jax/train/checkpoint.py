@@ -75,9 +75,10 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
         return ml_collections.ConfigDict(json.load(f))
 
 
-def restore_params(workdir: str, step: int | None = None) -> tuple[dict, ml_collections.ConfigDict]:
+def restore_params(workdir: str, step: int | None = None, best: bool = False) -> tuple[dict, ml_collections.ConfigDict]:
     """The generator's parameters of a workdir's checkpoint (latest, or `step`), on the host,
-    without the optimizer or the critic; and the run's config.
+    without the optimizer or the critic; and the run's config. `best`: the one kept in
+    WORKDIR/best instead (the best validation `checkpoint.best_metric` so far).
 
     `workdir` may also be a model file (from `export` or `import-torch`): its parameters and its
     model/audio config, so finetuning can start from either (`config.init_from`).
@@ -85,26 +86,34 @@ def restore_params(workdir: str, step: int | None = None) -> tuple[dict, ml_coll
     if os.path.isfile(workdir):
         from vocal_remover_jax.inference.model_file import load_model_file
 
-        if step is not None:
+        if step is not None or best:
             raise ValueError(f"{workdir} is a model file: it has no checkpoint steps")
         return load_model_file(workdir)
     config = load_config(workdir)
-    directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    directory = os.path.join(os.path.abspath(workdir), "best" if best else "checkpoints")
     steps = ocp.utils.checkpoint_steps(directory) if os.path.isdir(directory) else []
     if not steps:
         raise FileNotFoundError(f"{directory}: no checkpoints")
     step = max(steps) if step is None else step
     if step not in steps:
         raise ValueError(f"no checkpoint for step {step} in {directory} (have {sorted(steps)})")
-    path = os.path.join(directory, str(step), "state")
+    path = os.path.join(directory, str(step), "params" if best else "state")
     cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
     with _quiet_absl(), ocp.PyTreeCheckpointer() as checkpointer:
         tree = checkpointer.metadata(path).item_metadata.tree
-        target = {"params": jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=cpu), tree["params"])}
+        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=cpu),
+                              tree if best else {"params": tree["params"]})
         restored = checkpointer.restore(path, args=ocp.args.PyTreeRestore(
             item=target, restore_args=jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=cpu), target),
             partial_restore=True))
-    return restored["params"], config
+    return (restored if best else restored["params"]), config
+
+
+def best_step(workdir: str) -> int | None:
+    """The step kept in WORKDIR/best, or None."""
+    directory = os.path.join(os.path.abspath(workdir), "best")
+    steps = ocp.utils.checkpoint_steps(directory) if os.path.isdir(directory) else []
+    return max(steps) if steps else None
 
 
 def zero_matching(params: dict, pattern: str) -> dict:
