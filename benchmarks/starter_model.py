@@ -133,14 +133,16 @@ def _base(name: str) -> str:
 
 
 def cmd_oracle(args: argparse.Namespace, forwarded: list[str]) -> int:
+    from vocal_remover_jax.inference.evaluate import median_over_tracks
     from vocal_remover_jax.presets import audio_config
 
     heldout = os.path.join(args.workdir, "heldout")
     audio = audio_config(args.preset)
     oracle, base = ideal_mask_scores(heldout, args.preset), do_nothing_scores(heldout)
+    baseline = median_over_tracks(list(base.values()))
     print(f"ideal mask at {args.preset}'s STFT (n_fft {audio.n_fft}, hop {audio.hop_length}), median of {len(base)} clips:")
     for s in SOURCES:
-        nothing = float(np.median([b[s]["sdr_median"] for b in base.values()]))
+        nothing = baseline[s]["sdr_median"]
         print(f"{s}: ideal mask {oracle[s]:.2f} dB, do-nothing {nothing:.2f} dB, difference {oracle[s] - nothing:+.2f} dB")
     return 0
 
@@ -319,12 +321,10 @@ def run_summary(run_dir: str, step: int | None = None) -> dict:
     Seconds: the logged step times times the steps each covers (a resumed run's first window
     starts at the checkpoint it resumed from); start-up, checkpoint and evaluation time are not in it.
     """
-    config = run_config(run_dir)
-    checkpoints = os.path.join(run_dir, "checkpoints")
-    steps = [int(d) for d in (os.listdir(checkpoints) if os.path.isdir(checkpoints) else []) if d.isdigit()]
-    if not steps:
-        raise FileNotFoundError(f"{checkpoints}: no checkpoints")
-    step = max(steps) if step is None else step
+    from vocal_remover_jax.train.checkpoint import load_config
+
+    config = load_config(run_dir)
+    step = max(checkpoint_steps(run_dir)) if step is None else step
     every = int(config.get("checkpoint", {}).get("every_steps", 1)) or 1
     seconds, previous = 0.0, 0
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
@@ -338,9 +338,12 @@ def run_summary(run_dir: str, step: int | None = None) -> dict:
     return {"steps": step, "batch_size": int(config["batch_size"]), "seconds": round(seconds)}
 
 
-def run_config(run_dir: str) -> dict:
-    with open(os.path.join(run_dir, "config.json")) as f:
-        return json.load(f)
+def checkpoint_steps(run_dir: str) -> list[int]:
+    checkpoints = os.path.join(run_dir, "checkpoints")
+    steps = [int(d) for d in (os.listdir(checkpoints) if os.path.isdir(checkpoints) else []) if d.isdigit()]
+    if not steps:
+        raise FileNotFoundError(f"{checkpoints}: no checkpoints")
+    return steps
 
 
 def check_records(records: str, split: dict) -> None:
@@ -365,8 +368,7 @@ def checkpoint_step(params: dict, finetune_dir: str, model: str) -> int:
     from vocal_remover_jax.train.checkpoint import restore_params
 
     a = traverse_util.flatten_dict(dict(params), sep="/")
-    checkpoints = os.path.join(finetune_dir, "checkpoints")
-    for step in sorted((int(d) for d in os.listdir(checkpoints) if d.isdigit()), reverse=True):
+    for step in sorted(checkpoint_steps(finetune_dir), reverse=True):
         b = traverse_util.flatten_dict(dict(restore_params(finetune_dir, step)[0]), sep="/")
         if a.keys() == b.keys() and all(np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a):
             return step
@@ -385,9 +387,11 @@ def make_card(args: argparse.Namespace, split: dict, params: dict, results: dict
              "licence": rows[n]["licence"].replace("at the end of this file", "under licence notices"),
              "attribution": rows[n]["attribution"], "source": rows[n]["source"]} for n in train]
     _not_nc_sa([d["file"] for d in data], "card")
+    from vocal_remover_jax.train.checkpoint import load_config
+
     finetune = os.path.join(args.workdir, "ft")
     phases = {"finetune": run_summary(finetune, step)}
-    if run_config(finetune).get("init_from"):  # started from WORKDIR/pre
+    if load_config(finetune).get("init_from"):  # started from WORKDIR/pre
         phases = {"pretrain": run_summary(os.path.join(args.workdir, "pre")), **phases}
     median = results["median"]
     from flax import traverse_util

@@ -1,10 +1,8 @@
 """benchmarks/train_step.py --reference: argument checks that fail before anything is built."""
 
-import importlib.util
-
 import pytest
 
-from tests.paths import REPO
+from tests.paths import REPO, benchmark
 
 BENCHMARKS = REPO / "benchmarks"
 
@@ -13,10 +11,7 @@ BENCHMARKS = REPO / "benchmarks"
 def train_step():
     with pytest.MonkeyPatch.context() as mp:
         mp.syspath_prepend(str(BENCHMARKS))  # train_step imports reference_step as its neighbour
-        spec = importlib.util.spec_from_file_location("train_step_benchmark", BENCHMARKS / "train_step.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
+        yield benchmark("train_step")
 
 
 def _error(train_step, capsys, argv):

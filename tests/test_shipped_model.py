@@ -5,7 +5,6 @@ training workdir, with the tiny session model in place of the real one."""
 from __future__ import annotations
 
 import fnmatch
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.paths import REPO, config
+from tests.paths import REPO, benchmark, config
 from vocal_remover_jax import cli
 from vocal_remover_jax.inference import packaged
 from vocal_remover_jax.inference.model_file import (ModelFileError, file_sha256, load_model_file, read_header,
@@ -25,13 +24,6 @@ RATE = 22050  # the tiny preset's
 CARD = {"name": "test", "summary": "a card", "limitations": ["everything"],
         "heldout_sdr": {"clips": 2, "vocals": {"model": 3.5, "do_nothing": 0.25},
                         "instrumental": {"model": 4.0, "do_nothing": 1.0}}}
-
-
-def _starter_module():
-    spec = importlib.util.spec_from_file_location("starter_model", REPO / "benchmarks" / "starter_model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -176,7 +168,7 @@ def workdir(tmp_path, tiny_model):
         cfg.checkpoint.every_steps, cfg.batch_size = 10, 8
         cfg.init_from = str(w / "pre") if name == "ft" else ""
         _write_run(w / name, cfg, params, steps, metrics)
-    starter = _starter_module()
+    starter = benchmark("starter_model")
     split = starter.load_split()
     tracks = [f"{n.split('/')[0]}:{starter._base(n)}~v1" for n in split["train"]]
     os.makedirs(w / "records")

@@ -6,6 +6,8 @@ import json
 import os
 import re
 
+from tests.paths import benchmark
+
 SPLIT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "starter_split.json")
 
 
@@ -20,22 +22,13 @@ def test_held_out_is_disjoint_from_train_and_nothing_non_commercial_is_used():
     assert sum(n.startswith("vocals/") for n in train) >= 1 and sum(n.startswith("instrumentals/") for n in train) >= 3
 
 
-def _starter_module():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("starter_model", os.path.join(os.path.dirname(SPLIT), "..", "benchmarks", "starter_model.py"))
-    starter = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(starter)
-    return starter
-
-
 def test_held_out_mixtures_are_their_stems_summed_and_reproducible(tmp_path):
     import numpy as np
     import soundfile as sf
 
     from vocal_remover_jax.audio.io import load_audio
 
-    starter = _starter_module()
+    starter = benchmark("starter_model")
     rate, rng = 8000, np.random.default_rng(0)
     for name, seconds in (("instrumentals/a.flac", 30.0), ("instrumentals/b.flac", 5.0), ("vocals/v.flac", 2.0)):
         os.makedirs(tmp_path / "pack" / os.path.dirname(name), exist_ok=True)
@@ -59,7 +52,7 @@ def test_the_ideal_mask_separates_far_better_than_doing_nothing(tmp_path):
     import numpy as np
     import soundfile as sf
 
-    starter = _starter_module()
+    starter = benchmark("starter_model")
     rate, rng = 22050, np.random.default_rng(0)
     for name, colour in (("vocals", 1.0), ("instrumental", -1.0)):  # rising vs falling spectrum
         spec = np.fft.rfft(rng.standard_normal((2, 4 * rate)))

@@ -121,12 +121,13 @@ def zero_matching(params: dict, pattern: str) -> dict:
 
     Why: a pretrained mask head can end in saturated logits (masks of 0 or 1), where the sigmoid
     passes almost no gradient and finetuning stays near keeping everything; zeroed, it starts at 0.5."""
-    flat = {"/".join(str(k.key) for k in path): leaf for path, leaf in jax.tree_util.tree_leaves_with_path(params)}
-    hits = [name for name in flat if re.search(pattern, name)]
+    from flax import traverse_util
+
+    flat = traverse_util.flatten_dict(dict(params), sep="/")
+    hits = {name for name in flat if re.search(pattern, name)}
     if not hits:
         raise ValueError(f"init_zero {pattern!r} matches no parameter (e.g. {sorted(flat)[:3]})")
-    return jax.tree_util.tree_map_with_path(
-        lambda path, leaf: jnp.zeros_like(leaf) if "/".join(str(k.key) for k in path) in hits else leaf, params)
+    return traverse_util.unflatten_dict({k: jnp.zeros_like(v) if k in hits else v for k, v in flat.items()}, sep="/")
 
 
 @contextlib.contextmanager
