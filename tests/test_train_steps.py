@@ -7,6 +7,7 @@ generator with the updated critic. Dropout is off so the expected values need no
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -118,11 +119,27 @@ def test_vocal_l1_weighs_vocals_as_if_as_loud_as_the_instrumental():
     np.testing.assert_allclose(loss(0.001, floor=-70.0), loss(1.0), rtol=1e-3)
 
 
+def test_ideal_mask_bce_keeps_its_gradient_where_the_sigmoid_saturates():
+    rng = np.random.default_rng(2)
+    inst, voc = (rng.uniform(0, 1, (2, 4, 6, 2)).astype(np.float32) for _ in range(2))
+    x = inst + voc
+    ideal = inst / x
+    loss = lambda z: losses.ideal_mask_bce(z, x, inst)
+    at_ideal = jax.grad(loss)(jnp.log(ideal / (1 - ideal)))
+    np.testing.assert_allclose(at_ideal, 0.0, atol=1e-6)  # minimised by the ideal ratio mask
+    saturated = np.full_like(x, 30.0)  # sigmoid(30) == 1 in float32: keep everything
+    weight = x / x.mean(axis=(1, 2, 3), keepdims=True)
+    np.testing.assert_allclose(jax.grad(loss)(saturated), weight * (1 - ideal) / x.size, rtol=1e-4)
+    silent = losses.ideal_mask_bce(saturated, np.zeros_like(x), inst)  # no mixture: no weight, no NaN
+    assert np.isfinite(float(silent)) and float(silent) == 0.0
+
+
 def test_finetune_step_adds_the_weighted_vocal_and_removal_l1():
     import flax.linen as nn
 
     finetune = os.path.join(os.path.dirname(__file__), "..", "configs", "finetune.py:tiny")
-    config = load_config(finetune, SMALL + ["loss.vocal_weight=0.5", "loss.removal_weight=3.0"])
+    config = load_config(finetune, SMALL + ["loss.vocal_weight=0.5", "loss.removal_weight=3.0",
+                                                 "loss.mask_bce_weight=0.25"])
     program = build_program(config, mesh_lib.make_mesh(config.mesh))
     state = jax.jit(lambda r: nn.unbox(program.init(r)))(jax.random.key(0))
     batch = next(inputs.train_batches(config, config.batch_size, 0, 0, 1))
@@ -130,12 +147,16 @@ def test_finetune_step_adds_the_weighted_vocal_and_removal_l1():
         state.replace(opt_state=optax.sgd(0.1).init(state.params)), batch)
     x, y, v = batch["mixture"], batch["instrumental"], batch["vocals"]
     mask = program.model.apply({"params": state.params}, x, deterministic=True)[0]
+    logits = program.model.apply({"params": state.params}, x, deterministic=True, logits=True)[0]
+    np.testing.assert_allclose(jax.nn.sigmoid(logits), mask, rtol=1e-6)
+    np.testing.assert_allclose(float(metrics["mask_bce"]), float(losses.ideal_mask_bce(logits, x, y)), rtol=1e-5)
     np.testing.assert_allclose(float(metrics["vocal_l1"]),
                                float(losses.vocal_l1_at_instrumental_level(x, mask, y, v, -20.0)), rtol=1e-5)
     removed = np.maximum(np.asarray(y) - np.asarray(x * mask), 0.0)
     np.testing.assert_allclose(float(metrics["removal_l1"]), removed.mean(), rtol=1e-5)
     weighted_l1 = np.mean(np.abs(np.asarray(x * mask) - y) + 2.0 * removed)  # 3x where accompaniment is removed
-    np.testing.assert_allclose(float(metrics["loss"]), weighted_l1 + 0.5 * float(metrics["vocal_l1"]), rtol=1e-5)
+    np.testing.assert_allclose(float(metrics["loss"]), weighted_l1 + 0.5 * float(metrics["vocal_l1"])
+                               + 0.25 * float(metrics["mask_bce"]), rtol=1e-5)
     assert float(metrics["vocal_l1"]) > 0.1 * float(metrics["l1"])
     assert 0.05 * float(metrics["l1"]) < float(metrics["removal_l1"]) < 0.95 * float(metrics["l1"])
 

@@ -247,6 +247,11 @@ def replicate_last_bin(x: jax.Array, bins: int) -> jax.Array:
     return jnp.concatenate([x, jnp.repeat(x[:, :, -1:], extra, axis=2)], axis=2) if extra > 0 else x
 
 
+def mask_output(logits: jax.Array, n_fft: int, as_logits: bool) -> jax.Array:
+    """The mask over all `n_fft // 2 + 1` bins (sigmoid of the logits), or its logits."""
+    return replicate_last_bin(logits if as_logits else jax.nn.sigmoid(logits), n_fft // 2 + 1)
+
+
 def is_next_head(x: jax.Array, *, bias: bool, dtype: Dtype, param_dtype: Dtype) -> jax.Array:
     """Per-bin log-probabilities that the second chunk continues the first, averaged over the
     spectrogram (the reference averages log-softmax outputs)."""

@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vocal_remover_jax.models.layers import Dtype, at_least_f32, check_input, dense, is_next_head, replicate_last_bin
+from vocal_remover_jax.models.layers import Dtype, at_least_f32, check_input, dense, is_next_head, mask_output
 from vocal_remover_jax.models.transformer_encoder import FrameTransformerEncoder
 
 
@@ -28,7 +28,7 @@ class FrameTransformer(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, deterministic: bool = True) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, x: jax.Array, deterministic: bool = True, logits: bool = False) -> tuple[jax.Array, jax.Array]:
         check_input(x, self.n_fft, self.cropsize, self.in_channels)
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         encoder_cls = nn.remat(FrameTransformerEncoder, static_argnums=(2,)) if self.remat else FrameTransformerEncoder
@@ -37,6 +37,5 @@ class FrameTransformer(nn.Module):
             h = encoder_cls(self.num_bands, self.cropsize, self.feedforward_dim, bias=self.bias, dropout=self.dropout,
                             reference_kv_conv=self.reference_kv_conv, name=f"encoder_{i}", **kw)(x, deterministic)
             x = jnp.concatenate([x, h], axis=-1)
-        logits = dense(self.in_channels, ("conv_in", None), use_bias=self.bias, name="out", **kw)(x)
-        mask = replicate_last_bin(jax.nn.sigmoid(logits.astype(at_least_f32(self.dtype))), self.n_fft // 2 + 1)
-        return mask, is_next_head(x, bias=self.bias, **kw)
+        out = dense(self.in_channels, ("conv_in", None), use_bias=self.bias, name="out", **kw)(x)
+        return mask_output(out.astype(at_least_f32(self.dtype)), self.n_fft, logits), is_next_head(x, bias=self.bias, **kw)

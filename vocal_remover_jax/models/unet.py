@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from vocal_remover_jax.models.frame_conv import FrameConv
 from vocal_remover_jax.models.layers import (Dtype, at_least_f32, check_input, is_next_head, leaky_relu,
-                                             replicate_last_bin)
+                                             mask_output)
 from vocal_remover_jax.models.transformer_decoder import FrameTransformerDecoder
 from vocal_remover_jax.models.transformer_encoder import FrameTransformerEncoder
 
@@ -88,7 +88,9 @@ class FrameTransformerUnet(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, deterministic: bool = True) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, x: jax.Array, deterministic: bool = True, logits: bool = False) -> tuple[jax.Array, jax.Array]:
+        """`logits=True` returns the mask's logits instead (losses on them keep their gradient
+        where the sigmoid saturates)."""
         check_input(x, self.n_fft, self.cropsize, self.in_channels)
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         tf_kw = dict(num_bands=self.num_bands, cropsize=self.cropsize, feedforward_dim=self.feedforward_dim,
@@ -116,5 +118,4 @@ class FrameTransformerUnet(nn.Module):
                 x = FrameDecoder(self.channels * level, cropsize=self.cropsize, name=f"decoder_{level}", **kw)(
                     x, skips[level - 1])
         x = FrameConv(self.in_channels, 1, 1, 0, norm=False, activation=None, name="out", **kw)(x)
-        mask = replicate_last_bin(jax.nn.sigmoid(x.astype(at_least_f32(self.dtype))), self.n_fft // 2 + 1)
-        return mask, is_next
+        return mask_output(x.astype(at_least_f32(self.dtype)), self.n_fft, logits), is_next

@@ -64,6 +64,9 @@ def training_config(mode: str, size: str) -> ml_collections.ConfigDict:
         # finetuning: weight of the instrumental's L1 where the masked mixture falls below it
         # (accompaniment removed; 1: the reference's plain L1); losses.removal_l1
         removal_weight=1.0,
+        # finetuning: weight of the mask logits' cross-entropy against the ideal ratio mask
+        # (0: off); losses.ideal_mask_bce
+        mask_bce_weight=0.0,
         reference_double_log_softmax=False))  # True: the reference's log-softmax applied twice
     c.init_from = ""  # finetuning: a pretraining workdir (its latest checkpoint) or a model file
     # finetuning: parameters of init_from whose path ("out/kernel") matches this regex start at zero

@@ -34,6 +34,20 @@ def vocal_l1_at_instrumental_level(x: jax.Array, mask: jax.Array, instrumental: 
     return jnp.mean(weight * jnp.mean(jnp.abs(x * (1.0 - mask) - vocals), axis=axes))
 
 
+def ideal_mask_bce(logits: jax.Array, x: jax.Array, target: jax.Array) -> jax.Array:
+    """Binary cross-entropy of the mask's logits against the ideal ratio mask `target / x`
+    (clipped to [0, 1]), each bin weighted by its share of the example's mixture magnitude.
+
+    L1 of the masked magnitude is minimised by the median ratio where the model is unsure,
+    which is 1 (keep everything) wherever most training bins hold no voice, and its gradient
+    vanishes once the sigmoid saturates there; the cross-entropy is minimised by the mean ratio,
+    and its gradient in the logits is `weight * (mask - ideal)`, however saturated."""
+    ideal = jnp.where(x > 0, jnp.clip(target / jnp.where(x > 0, x, 1.0), 0.0, 1.0), 1.0)
+    axes = tuple(range(1, x.ndim))
+    weight = x / jnp.maximum(jnp.mean(x, axis=axes, keepdims=True), 1e-12)
+    return jnp.mean(weight * optax.sigmoid_binary_cross_entropy(logits, ideal))
+
+
 def is_next_loss(log_probs: jax.Array, labels: jax.Array, reference_double_log_softmax: bool = False) -> jax.Array:
     """Negative log-likelihood of the is_next head's (averaged) log-probabilities.
 

@@ -55,11 +55,12 @@ def make_train_step(config: ml_collections.ConfigDict, model: nn.Module, tx: opt
 
     def forward(params, batch, rng):
         x, _ = inputs_and_targets(batch, mode)
-        return model.apply({"params": params}, x, deterministic=False, rngs={"dropout": rng})
+        return model.apply({"params": params}, x, deterministic=False, rngs={"dropout": rng}, logits=True)
 
     def generator_loss(outputs, disc_params, batch, rng):
-        """The generator's loss as a function of its outputs (mask, is_next log-probabilities)."""
-        mask, is_next = outputs
+        """The generator's loss as a function of its outputs (mask logits, is_next log-probabilities)."""
+        logits, is_next = outputs
+        mask = jax.nn.sigmoid(logits)
         x, y = inputs_and_targets(batch, mode)
         metrics = {"l1": losses.masked_l1(x, mask, y)}
         loss = {"pretrain": loss_cfg.l1_weight, "gan": loss_cfg.gan_l1_weight, "finetune": 1.0}[mode] * metrics["l1"]
@@ -70,6 +71,9 @@ def make_train_step(config: ml_collections.ConfigDict, model: nn.Module, tx: opt
             metrics["vocal_l1"] = losses.vocal_l1_at_instrumental_level(x, mask, y, batch["vocals"],
                                                                         loss_cfg.vocal_floor_db)
             loss += loss_cfg.vocal_weight * metrics["vocal_l1"]
+        if mode == "finetune" and loss_cfg.mask_bce_weight:
+            metrics["mask_bce"] = losses.ideal_mask_bce(logits, x, y)
+            loss += loss_cfg.mask_bce_weight * metrics["mask_bce"]
         if mode != "finetune":
             metrics["is_next_nll"] = losses.is_next_loss(is_next, batch["is_next"], loss_cfg.reference_double_log_softmax)
             loss += loss_cfg.is_next_weight * metrics["is_next_nll"]
@@ -86,11 +90,11 @@ def make_train_step(config: ml_collections.ConfigDict, model: nn.Module, tx: opt
         (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         return grads, metrics
 
-    def critic_grads(disc_params, batch, mask, rng):
+    def critic_grads(disc_params, batch, mask_logits, rng):
         def loss_fn(d):
             x, y = inputs_and_targets(batch, mode)
             real = disc.apply({"params": d}, x, y, deterministic=False, rngs={"dropout": rng})
-            fake = disc.apply({"params": d}, x, x * mask, deterministic=False,
+            fake = disc.apply({"params": d}, x, x * jax.nn.sigmoid(mask_logits), deterministic=False,
                               rngs={"dropout": jax.random.fold_in(rng, 1)})
             return (losses.bce_with_logits(real, 1.0) + losses.bce_with_logits(fake, 0.0)) / 2
 
