@@ -8,7 +8,8 @@ Lowers `build_program`'s train step for the topology's compile-only devices (as 
 counts the lowered operations by the Flax module that emitted them (digits folded, so every
 level and block of one kind add up), then compiles and counts the kernels of the optimized
 program (fusions, convolutions, custom calls) the same way: compile time and memory follow the
-kernel count. Unlabelled entries are outside the model (optimizer, gradient norm, guard, loss).
+kernel count. On TPU it also sums the compiler's estimated cycles per instruction by module and
+by kind, to show where the cost model's step time goes. Unlabelled entries are outside the model (optimizer, gradient norm, guard, loss).
 """
 
 from __future__ import annotations
@@ -57,6 +58,22 @@ def kernels_by_module(hlo: str, depth: int) -> collections.Counter:
                                for k in kernels)
 
 
+def cycles_by_module(hlo: str, depth: int) -> tuple[collections.Counter, collections.Counter]:
+    """The TPU compiler's estimated cycles of each top-level instruction (its backend_config), by
+    module and by kind (opcode, with the fusion kind): where the cost model's step time goes."""
+    by_module, by_kind = collections.Counter(), collections.Counter()
+    for line in hlo[hlo.index("ENTRY"):].splitlines():
+        cycles = re.search(r'"estimated_cycles":"(\d+)"', line)
+        if not cycles:
+            continue
+        opcode = re.search(r"= \S+ ([a-z][a-z0-9-]*)\(", line)
+        kind = re.search(r"kind=(k\w+)", line)
+        name = re.search(r'op_name="([^"]*)"', line)
+        by_module[module_of(name[1] if name else "", depth)] += int(cycles[1])
+        by_kind[(opcode[1] if opcode else "?") + (f" {kind[1]}" if kind else "")] += int(cycles[1])
+    return by_module, by_kind
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", required=True)
@@ -79,10 +96,18 @@ def main() -> None:
             return
         start = time.perf_counter()
         compiled = lowered.compile()
-        kernels = kernels_by_module(compiled.as_text(), args.depth)
+        hlo = compiled.as_text()
+    kernels = kernels_by_module(hlo, args.depth)
     print(f"compiled in {time.perf_counter() - start:.0f} s: {sum(kernels.values()):,} kernels")
     for module, n in kernels.most_common(args.top):
         print(f"  {n:>7,}  {module}")
+    by_module, by_kind = cycles_by_module(hlo, args.depth)
+    total = sum(by_module.values())
+    if total:  # TPU only: the GPU and CPU compilers annotate no cycles
+        for title, counter in (("module", by_module), ("kind of instruction", by_kind)):
+            print(f"estimated cycles by {title} ({total:,} in all, one chip, one step):")
+            for key, n in counter.most_common(args.top):
+                print(f"  {100 * n / total:5.1f} %  {key}")
 
 
 if __name__ == "__main__":

@@ -142,30 +142,34 @@ def test_grouped_temporal_conv_gradient(taps, groups, cin, cout, pad):
 
 @pytest.mark.parametrize("taps,groups,cin,cout", [(9, 4, 2, 2), (7, 6, 1, 1), (3, 1, 6, 3)])
 def test_temporal_conv_formulations_agree(taps, groups, cin, cout):
-    """CPU's shifted products and the accelerators' lax.conv: same values and gradients."""
-    from vocal_remover_jax.models.layers import shifted_temporal_conv, xla_temporal_conv
+    """CPU's shifted products, the accelerators' formulation and one lax.conv: same values and
+    gradients."""
+    from vocal_remover_jax.models.layers import accelerator_temporal_conv, shifted_temporal_conv, xla_temporal_conv
 
     rng = np.random.RandomState(taps)
     x = jnp.asarray(rng.randn(2, 13, groups * cin), jnp.float32)
     w = jnp.asarray(rng.randn(taps, groups, cin, cout), jnp.float32)
     pad = (taps - 1) // 2
     loss = lambda conv: lambda x, w: jnp.sum(jnp.sin(conv(x, w, pad)))  # noqa: E731
-    np.testing.assert_allclose(xla_temporal_conv(x, w, pad), shifted_temporal_conv(x, w, pad), rtol=1e-5, atol=1e-5)
-    for a, b in zip(jax.grad(loss(xla_temporal_conv), (0, 1))(x, w), jax.grad(loss(shifted_temporal_conv), (0, 1))(x, w)):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    for conv in (shifted_temporal_conv, accelerator_temporal_conv):
+        np.testing.assert_allclose(conv(x, w, pad), xla_temporal_conv(x, w, pad), rtol=1e-5, atol=1e-5)
+        for a, b in zip(jax.grad(loss(conv), (0, 1))(x, w), jax.grad(loss(xla_temporal_conv), (0, 1))(x, w)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
 def test_temporal_conv_lowers_per_platform():
-    """Only the lowering platform's formulation reaches its compiler: no convolution on CPU."""
+    """Only the lowering platform's formulation reaches its compiler: no convolution on CPU, none
+    on TPU for grouped ones (shifted products there too), one for a single group."""
     from vocal_remover_jax.models.layers import TemporalConv
 
-    conv = TemporalConv(8, 7, groups=8)
     x = jnp.ones((1, 16, 8))
-    params = conv.init(jax.random.key(0), x)
-    text = jax.jit(lambda p, x: conv.apply(p, x)).lower(params, x).as_text()
-    assert "stablehlo.convolution" not in text and "stablehlo.multiply" in text
-    tpu = jax.jit(lambda p, x: conv.apply(p, x)).trace(params, x).lower(lowering_platforms=("tpu",)).as_text()
-    assert "stablehlo.convolution" in tpu
+    for groups, tpu_convolutions in ((8, 0), (1, 1)):
+        conv = TemporalConv(8, 7, groups=groups)
+        params = conv.init(jax.random.key(0), x)
+        text = jax.jit(lambda p, x: conv.apply(p, x)).lower(params, x).as_text()
+        assert "stablehlo.convolution" not in text
+        tpu = jax.jit(lambda p, x: conv.apply(p, x)).trace(params, x).lower(lowering_platforms=("tpu",)).as_text()
+        assert tpu.count("stablehlo.convolution") == tpu_convolutions
 
 
 def test_attention_vjp_matches_autodiff():

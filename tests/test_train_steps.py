@@ -178,3 +178,17 @@ def test_vocal_sdr_gain_weighs_crops_by_energy():
     expected = 10 * np.log10(np.sum((x / 2 - vocals) ** 2) / np.sum(vocals**2))
     assert keep_everything == pytest.approx(expected, rel=1e-6) and keep_everything < 3.0
     assert gain(inst / x) > 60  # the exact instrumental mask
+
+
+def test_compiler_effort_reaches_the_train_steps_options():
+    from vocal_remover_jax.train.program import train_step_compiler_options
+
+    finetune = os.path.join(os.path.dirname(__file__), "..", "configs", "finetune.py:tiny")
+    mesh = mesh_lib.make_mesh(load_config(finetune, SMALL).mesh)
+    default = train_step_compiler_options(load_config(finetune, SMALL), mesh)
+    assert default == {"xla_cpu_copy_insertion_use_region_analysis": True}  # CPU: region analysis only
+    fast = train_step_compiler_options(load_config(finetune, SMALL + ["compiler.exec_time_optimization_effort=-1"]),
+                                       mesh)
+    assert fast == dict(default, exec_time_optimization_effort=-1.0)
+    with pytest.raises(ValueError, match="memory_fitting_effort=2.0"):
+        train_step_compiler_options(load_config(finetune, SMALL + ["compiler.memory_fitting_effort=2"]), mesh)

@@ -117,8 +117,9 @@ def layer_norm(axis_name: str, *, dtype: Dtype, param_dtype: Dtype, name: str | 
 class TemporalConv(nn.Module):
     """Grouped 1-D convolution along the frame axis of a `(batch, frames, features)` array.
 
-    The groups here are tiny (depthwise, or 2 channels): XLA:CPU's grouped convolutions run
-    those poorly, so on CPU it is a sum of shifted products; elsewhere one `lax.conv`.
+    The groups here are tiny (depthwise, or 2 channels), which no compiler's grouped convolution
+    serves well: they are sums of shifted products everywhere (with a hand-written VJP on CPU),
+    and only the one-group convolution is a `lax.conv`.
     Kernel layout: `(taps, groups, in_per_group, out_per_group)`.
     """
 
@@ -145,11 +146,10 @@ class TemporalConv(nn.Module):
             self.param_dtype,
         )
         pad = (self.kernel_size - 1) // 2
-        # XLA:CPU runs tiny-group convolutions poorly, accelerators run them natively: the
-        # platform the step is lowered for picks one of two equal formulations.
+        # The platform the step is lowered for picks one of two equal formulations.
         y = jax.lax.platform_dependent(x.astype(self.dtype), kernel.astype(self.dtype),
                                        cpu=functools.partial(shifted_temporal_conv, pad_left=pad),
-                                       default=functools.partial(xla_temporal_conv, pad_left=pad))
+                                       default=functools.partial(accelerator_temporal_conv, pad_left=pad))
         if self.use_bias:
             bias = self.param(
                 "bias",
@@ -161,8 +161,18 @@ class TemporalConv(nn.Module):
         return y
 
 
+def accelerator_temporal_conv(x: jax.Array, kernel: jax.Array, pad_left: int) -> jax.Array:
+    """TPU and GPU: one group is a `lax.conv` (the MXU's work); tiny groups are shifted products,
+    differentiated by JAX. Their grouped `lax.conv` costs the TPU cost model 6x the time and
+    38x the temporaries for the seed model's 2-channel groups, 3x the time when depthwise
+    (forward and backward; README, "Checking a run fits")."""
+    if kernel.shape[1] == 1:
+        return xla_temporal_conv(x, kernel, pad_left)
+    return grouped_products(x, kernel, pad_left)
+
+
 def xla_temporal_conv(x: jax.Array, kernel: jax.Array, pad_left: int) -> jax.Array:
-    """The grouped convolution as one `lax.conv` (TPU, GPU); layouts as `shifted_temporal_conv`."""
+    """The grouped convolution as one `lax.conv`; layouts as `shifted_temporal_conv`."""
     taps, groups, cin, cout = kernel.shape
     return jax.lax.conv_general_dilated(
         x, kernel.transpose(0, 2, 1, 3).reshape(taps, cin, groups * cout), window_strides=(1,),
@@ -181,14 +191,9 @@ def shifted_temporal_conv(x: jax.Array, kernel: jax.Array, pad_left: int) -> jax
     return sum(xp[..., k : k + frames, :] @ kernel[k, 0] for k in range(taps))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def grouped_temporal_conv(x: jax.Array, kernel: jax.Array, pad_left: int) -> jax.Array:
-    """`y[t] = sum_k x[t + k - pad_left] @ kernel[k]` per group; x `(..., frames, G * cin)`,
-    kernel `(taps, G, cin, cout)`.
-
-    Its own VJP: autodiff of the shifted products leaves XLA a weight gradient of broadcasts
-    and transposes that ran ~50x slower than the forward pass on CPU.
-    """
+def grouped_products(x: jax.Array, kernel: jax.Array, pad_left: int) -> jax.Array:
+    """`y[t] = sum_k x[t + k - pad_left] @ kernel[k]` per group, as shifted elementwise products;
+    x `(..., frames, G * cin)`, kernel `(taps, G, cin, cout)`."""
     taps, groups, cin, cout = kernel.shape
     frames = x.shape[-2]
     xp = jnp.pad(x, [(0, 0)] * (x.ndim - 2) + [(pad_left, taps - 1 - pad_left), (0, 0)])
@@ -198,6 +203,13 @@ def grouped_temporal_conv(x: jax.Array, kernel: jax.Array, pad_left: int) -> jax
         for i in range(cin):
             y = y + xp[..., k : k + frames, :, i : i + 1] * kernel[k, :, i, :]
     return y.reshape(*x.shape[:-1], groups * cout)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def grouped_temporal_conv(x: jax.Array, kernel: jax.Array, pad_left: int) -> jax.Array:
+    """`grouped_products` with its own VJP, for CPU: autodiff of the shifted products leaves
+    XLA:CPU a weight gradient of broadcasts and transposes that ran ~50x slower than the forward."""
+    return grouped_products(x, kernel, pad_left)
 
 
 def _grouped_temporal_conv_fwd(x, kernel, pad_left):

@@ -108,19 +108,23 @@ def build_program(config: ml_collections.ConfigDict, mesh: Mesh) -> TrainProgram
         init_state=jax.jit(lambda rng: nn.unbox(init(rng)), out_shardings=shardings),
         train_step=jax.jit(train_step, in_shardings=(shardings, batch_sharding, batch_sharding),
                            out_shardings=(shardings, replicated), donate_argnums=(0,),
-                           compiler_options=train_step_compiler_options(mesh)),
+                           compiler_options=train_step_compiler_options(config, mesh)),
         eval_step=jax.jit(steps.make_eval_step(config, model), in_shardings=(shardings.params, batch_sharding),
                           out_shardings=replicated))
 
 
-def train_step_compiler_options(mesh: Mesh) -> dict | None:
-    """XLA:CPU's copy insertion without region analysis (its default) copies every optimizer
-    moment of the donated state before the update (two fusions read the old value, one overwrites
-    it): a thousand copies, 13 % of a small-model step. Region analysis proves them unneeded.
-    Other platforms get their compilers' defaults."""
+def train_step_compiler_options(config: ml_collections.ConfigDict, mesh: Mesh) -> dict | None:
+    """The config's effort levels (`config.compiler`, where set), and on CPU copy insertion with
+    region analysis: XLA:CPU's default copies every optimizer moment of the donated state before
+    the update (two fusions read the old value, one overwrites it), a thousand copies, 13 % of a
+    small-model step; region analysis proves them unneeded."""
+    options = {name: float(value) for name, value in config.get("compiler", {}).items() if value}
+    for name, value in options.items():
+        if not -1.0 <= value <= 1.0:
+            raise ValueError(f"config.compiler.{name}={value}: XLA's effort levels lie in [-1, 1]")
     if mesh.devices.flat[0].platform == "cpu":
-        return {"xla_cpu_copy_insertion_use_region_analysis": True}
-    return None
+        options["xla_cpu_copy_insertion_use_region_analysis"] = True
+    return options or None
 
 
 def check_batch(config: ml_collections.ConfigDict, devices: int) -> None:
