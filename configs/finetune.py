@@ -3,8 +3,8 @@ starting from a pretrained workdir or model file.
 
     vocal-remover-jax train --config configs/finetune.py:tiny --workdir runs/finetune \
         --config.data.records=records/ --config.init_from=runs/pretrain
-Variants: seed, small, tiny, starter (the real-audio recipe: README, "A starter model from the
-real-audio pack").
+Variants: seed, seed_v5p_slice (seed planned for v5p:2x2x1), small, tiny, starter (the real-audio
+recipe: README, "A starter model from the real-audio pack").
 """
 
 from vocal_remover_jax.train.config_defaults import training_config

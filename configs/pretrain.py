@@ -2,7 +2,8 @@
 
     vocal-remover-jax train --config configs/pretrain.py:tiny --workdir runs/pretrain \
         --config.data.records=records/
-Variants: seed (the reference's 191 M-parameter model), small, tiny (seconds on a CPU), starter
+Variants: seed (the reference's 191 M-parameter model), seed_v5p and seed_v5e (seed planned for
+v5p:4x4x4 and v5e:16x16: README, "Checking a run fits"), small, tiny (seconds on a CPU), starter
 (the real-audio recipe: README, "A starter model from the real-audio pack").
 """
 

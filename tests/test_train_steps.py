@@ -192,3 +192,13 @@ def test_compiler_effort_reaches_the_train_steps_options():
     assert fast == dict(default, exec_time_optimization_effort=-1.0)
     with pytest.raises(ValueError, match="memory_fitting_effort=2.0"):
         train_step_compiler_options(load_config(finetune, SMALL + ["compiler.memory_fitting_effort=2"]), mesh)
+
+
+@pytest.mark.parametrize("spec,mesh,batch", [("pretrain.py:seed_v5p", (8, 8), 64), ("pretrain.py:seed_v5e", (16, 16), 256),
+                                             ("finetune.py:seed_v5p_slice", (1, 4), 8)])
+def test_pod_configs_are_the_seed_model_in_bf16_on_their_mesh(spec, mesh, batch):
+    config = load_config(os.path.join(os.path.dirname(__file__), "..", "configs", spec), [])
+    seed = load_config(os.path.join(os.path.dirname(__file__), "..", "configs", spec.split(":")[0] + ":seed"), [])
+    assert (config.mesh.data, config.mesh.fsdp, config.batch_size) == (*mesh, batch)
+    assert config.model.dtype == "bfloat16" and config.compiler.exec_time_optimization_effort == -1.0
+    assert dict(config.model, dtype="float32") == dict(seed.model) and config.mode == seed.mode
