@@ -237,6 +237,8 @@ def cmd_evaluate(args: argparse.Namespace, forwarded: list[str]) -> int:
     return rc
 
 SHIPPED_NAME = "starter"
+
+
 def summary(gain: dict[str, float]) -> str:
     """The card's summary; `gain`: held-out median dB over doing nothing, per stem."""
     return ("A small frame-transformer vocal remover trained from scratch on mixtures made on the fly from about 37 "

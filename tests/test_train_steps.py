@@ -134,7 +134,7 @@ def test_ideal_mask_bce_keeps_its_gradient_where_the_sigmoid_saturates():
     assert np.isfinite(float(silent)) and float(silent) == 0.0
 
 
-def test_finetune_step_adds_the_weighted_vocal_and_removal_l1():
+def test_finetune_step_adds_the_weighted_vocal_removal_and_mask_terms():
     import flax.linen as nn
 
     finetune = os.path.join(os.path.dirname(__file__), "..", "configs", "finetune.py:tiny")

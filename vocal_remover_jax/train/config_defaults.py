@@ -32,8 +32,8 @@ _SCHEDULES = {
 
 
 # Pod variants of the seed model (README, "Checking a run fits"): size -> (mesh data, mesh fsdp,
-# global batch). bf16 compute and the compiler's lowest execution-time effort, which halves the
-# compile that every host of the slice pays at every (re)start.
+# global batch). bf16 compute and the compiler's lowest execution-time effort, which cut tiny's
+# TPU compile from 123 to 76 s: every host of the slice pays it at every (re)start.
 POD_VARIANTS = {"seed_v5p": (8, 8, 64), "seed_v5e": (16, 16, 256), "seed_v5p_slice": (1, 4, 8)}
 
 
