@@ -410,7 +410,7 @@ def make_card(args: argparse.Namespace, split: dict, params: dict, results: dict
         "config": {"spec": args.config_spec, "parameters": parameters},
         "training": {**phases, "hardware": args.hardware, "seconds": sum(p["seconds"] for p in phases.values())},
         "heldout_sdr": {"clips": len(results["clips"]), "metric": SDR_METRIC, "command": EVALUATE_COMMAND,
-                        **{s: {"model": round(median[f"{s}_model"], 2), "do_nothing": round(median[f"{s}_do_nothing"], 2)}
+                        **{s: {"model": round(median[f"{s}_model"], 4), "do_nothing": round(median[f"{s}_do_nothing"], 4)}
                            for s in SOURCES}},
         "limitations": list(LIMITATIONS),
         "data": {"training": data, "held_out": sorted(split["held_out"]), "changes": changes, "notices": notices},

@@ -132,6 +132,20 @@ def test_ideal_mask_bce_keeps_its_gradient_where_the_sigmoid_saturates():
     np.testing.assert_allclose(jax.grad(loss)(saturated), weight * (1 - ideal) / x.size, rtol=1e-4)
     silent = losses.ideal_mask_bce(saturated, np.zeros_like(x), inst)  # no mixture: no weight, no NaN
     assert np.isfinite(float(silent)) and float(silent) == 0.0
+    # power 2: the magnitude's squared error's gradient, without the sigmoid's saturation factor
+    mask = jax.nn.sigmoid(jnp.zeros_like(x))
+    squared = jax.grad(lambda z: jnp.sum(jnp.square(x * jax.nn.sigmoid(z) - inst)))(jnp.zeros_like(x))
+    bce = jax.grad(lambda z: losses.ideal_mask_bce(z, x, inst, power=2.0))(jnp.zeros_like(x))
+    unsaturated = squared / (mask * (1 - mask))  # 2 x^2 (mask - ideal)
+    scale = 2 * x.size * np.mean(x ** 2, axis=(1, 2, 3), keepdims=True)  # undoes the mean and the normalised weight
+    np.testing.assert_allclose(bce * scale, unsaturated, rtol=1e-4, atol=1e-7)
+    # per frame: a frame's level does not change its weight
+    logits = rng.normal(size=x.shape).astype(np.float32)
+    gain = rng.uniform(0.01, 10, (2, 4, 1, 1)).astype(np.float32)
+    per_frame = lambda x, y: losses.ideal_mask_bce(logits, x, y, power=2.0, per_frame=True)  # noqa: E731
+    np.testing.assert_allclose(per_frame(x * gain, inst * gain), per_frame(x, inst), rtol=1e-5)
+    assert abs(float(losses.ideal_mask_bce(logits, x * gain, inst * gain, 2.0))
+               - float(losses.ideal_mask_bce(logits, x, inst, 2.0))) > 1e-3  # per example it does
 
 
 def test_finetune_step_adds_the_weighted_vocal_removal_and_mask_terms():
@@ -139,7 +153,8 @@ def test_finetune_step_adds_the_weighted_vocal_removal_and_mask_terms():
 
     finetune = os.path.join(os.path.dirname(__file__), "..", "configs", "finetune.py:tiny")
     config = load_config(finetune, SMALL + ["loss.vocal_weight=0.5", "loss.removal_weight=3.0",
-                                                 "loss.mask_bce_weight=0.25"])
+                                                 "loss.mask_bce_weight=0.25", "loss.mask_bce_power=2.0",
+                                                 "loss.mask_bce_per_frame=True"])
     program = build_program(config, mesh_lib.make_mesh(config.mesh))
     state = jax.jit(lambda r: nn.unbox(program.init(r)))(jax.random.key(0))
     batch = next(inputs.train_batches(config, config.batch_size, 0, 0, 1))
@@ -149,7 +164,7 @@ def test_finetune_step_adds_the_weighted_vocal_removal_and_mask_terms():
     mask = program.model.apply({"params": state.params}, x, deterministic=True)[0]
     logits = program.model.apply({"params": state.params}, x, deterministic=True, logits=True)[0]
     np.testing.assert_allclose(jax.nn.sigmoid(logits), mask, rtol=1e-6)
-    np.testing.assert_allclose(float(metrics["mask_bce"]), float(losses.ideal_mask_bce(logits, x, y)), rtol=1e-5)
+    np.testing.assert_allclose(float(metrics["mask_bce"]), float(losses.ideal_mask_bce(logits, x, y, 2.0, True)), rtol=1e-5)
     np.testing.assert_allclose(float(metrics["vocal_l1"]),
                                float(losses.vocal_l1_at_instrumental_level(x, mask, y, v, -20.0)), rtol=1e-5)
     removed = np.maximum(np.asarray(y) - np.asarray(x * mask), 0.0)

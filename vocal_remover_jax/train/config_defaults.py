@@ -75,6 +75,10 @@ def training_config(mode: str, size: str) -> ml_collections.ConfigDict:
         # finetuning: weight of the mask logits' cross-entropy against the ideal ratio mask
         # (0: off); losses.ideal_mask_bce
         mask_bce_weight=0.0,
+        # ... each bin weighted by the mixture's magnitude to this power (2: as the squared error)
+        mask_bce_power=1.0,
+        # ... normalised per frame instead of per example (every frame weighs the same)
+        mask_bce_per_frame=False,
         reference_double_log_softmax=False))  # True: the reference's log-softmax applied twice
     c.init_from = ""  # finetuning: a pretraining workdir (its latest checkpoint) or a model file
     # finetuning: parameters of init_from whose path ("out/kernel") matches this regex start at zero

@@ -34,17 +34,23 @@ def vocal_l1_at_instrumental_level(x: jax.Array, mask: jax.Array, instrumental: 
     return jnp.mean(weight * jnp.mean(jnp.abs(x * (1.0 - mask) - vocals), axis=axes))
 
 
-def ideal_mask_bce(logits: jax.Array, x: jax.Array, target: jax.Array) -> jax.Array:
+def ideal_mask_bce(logits: jax.Array, x: jax.Array, target: jax.Array, power: float = 1.0,
+                   per_frame: bool = False) -> jax.Array:
     """Binary cross-entropy of the mask's logits against the ideal ratio mask `target / x`
-    (clipped to [0, 1]), each bin weighted by its share of the example's mixture magnitude.
+    (clipped to [0, 1]), each bin weighted by its share of the example's mixture magnitude raised
+    to `power` (`per_frame`: of its frame's, so every frame weighs the same, as in an SDR taken
+    per frame, whatever its level).
 
     L1 of the masked magnitude is minimised by the median ratio where the model is unsure,
     which is 1 (keep everything) wherever most training bins hold no voice, and its gradient
     vanishes once the sigmoid saturates there; the cross-entropy is minimised by the mean ratio,
-    and its gradient in the logits is `weight * (mask - ideal)`, however saturated."""
+    and its gradient in the logits is `weight * (mask - ideal)`, however saturated. With `power=2`
+    that gradient is the squared magnitude error's (what SDR counts: loud bins dominate) without
+    the sigmoid's saturation factor `mask * (1 - mask)`."""
     ideal = jnp.where(x > 0, jnp.clip(target / jnp.where(x > 0, x, 1.0), 0.0, 1.0), 1.0)
-    axes = tuple(range(1, x.ndim))
-    weight = x / jnp.maximum(jnp.mean(x, axis=axes, keepdims=True), 1e-12)
+    axes = tuple(range(2, x.ndim)) if per_frame else tuple(range(1, x.ndim))
+    level = x if power == 1.0 else x ** power
+    weight = level / jnp.maximum(jnp.mean(level, axis=axes, keepdims=True), 1e-12)
     return jnp.mean(weight * optax.sigmoid_binary_cross_entropy(logits, ideal))
 
 

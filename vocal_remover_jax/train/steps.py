@@ -72,7 +72,8 @@ def make_train_step(config: ml_collections.ConfigDict, model: nn.Module, tx: opt
                                                                         loss_cfg.vocal_floor_db)
             loss += loss_cfg.vocal_weight * metrics["vocal_l1"]
         if mode == "finetune" and loss_cfg.mask_bce_weight:
-            metrics["mask_bce"] = losses.ideal_mask_bce(logits, x, y)
+            metrics["mask_bce"] = losses.ideal_mask_bce(logits, x, y, loss_cfg.mask_bce_power,
+                                                        loss_cfg.mask_bce_per_frame)
             loss += loss_cfg.mask_bce_weight * metrics["mask_bce"]
         if mode != "finetune":
             metrics["is_next_nll"] = losses.is_next_loss(is_next, batch["is_next"], loss_cfg.reference_double_log_softmax)
