@@ -58,20 +58,24 @@ def kernels_by_module(hlo: str, depth: int) -> collections.Counter:
                                for k in kernels)
 
 
-def cycles_by_module(hlo: str, depth: int) -> tuple[collections.Counter, collections.Counter]:
+def cycles_by_module(hlo: str, depth: int) -> tuple[collections.Counter, collections.Counter, int]:
     """The TPU compiler's estimated cycles of each top-level instruction (its backend_config), by
-    module and by kind (opcode, with the fusion kind): where the cost model's step time goes."""
-    by_module, by_kind = collections.Counter(), collections.Counter()
+    module and by kind (opcode, with the fusion kind): where the cost model's step time goes.
+    Also the number of instructions whose estimate is unknown (given as the largest 64-bit integer), left out."""
+    by_module, by_kind, unknown = collections.Counter(), collections.Counter(), 0
     for line in hlo[hlo.index("ENTRY"):].splitlines():
         cycles = re.search(r'"estimated_cycles":"(\d+)"', line)
         if not cycles:
+            continue
+        if int(cycles[1]) >= 2**62:
+            unknown += 1
             continue
         opcode = re.search(r"= \S+ ([a-z][a-z0-9-]*)\(", line)
         kind = re.search(r"kind=(k\w+)", line)
         name = re.search(r'op_name="([^"]*)"', line)
         by_module[module_of(name[1] if name else "", depth)] += int(cycles[1])
         by_kind[(opcode[1] if opcode else "?") + (f" {kind[1]}" if kind else "")] += int(cycles[1])
-    return by_module, by_kind
+    return by_module, by_kind, unknown
 
 
 def main() -> None:
@@ -101,8 +105,14 @@ def main() -> None:
     print(f"compiled in {time.perf_counter() - start:.0f} s: {sum(kernels.values()):,} kernels")
     for module, n in kernels.most_common(args.top):
         print(f"  {n:>7,}  {module}")
-    by_module, by_kind = cycles_by_module(hlo, args.depth)
+    by_module, by_kind, unknown = cycles_by_module(hlo, args.depth)
     total = sum(by_module.values())
+    cost = compiled.cost_analysis()
+    cost = (cost[0] if isinstance(cost, (list, tuple)) else cost) or {}
+    if "optimal_seconds" in cost:
+        print(f"cost model's step time: {cost['optimal_seconds'] * 1e3:.2f} ms per chip")
+    if unknown:
+        print(f"{unknown} instructions have no cycle estimate and are left out below")
     if total:  # TPU only: the GPU and CPU compilers annotate no cycles
         for title, counter in (("module", by_module), ("kind of instruction", by_kind)):
             print(f"estimated cycles by {title} ({total:,} in all, one chip, one step):")
