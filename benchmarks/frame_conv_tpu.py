@@ -23,7 +23,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vocal_remover_jax.models.unet import resize_bins_align_corners
 from vocal_remover_jax.train.chips import parse_topology
-from vocal_remover_jax.train.plan import topology_devices
+from vocal_remover_jax.train.plan import cost_analysis, topology_devices
 
 
 def lax_frame_conv(x, kernel, stride, padding):
@@ -77,8 +77,7 @@ def report(name, fn, *shapes, mesh) -> None:
     loss = lambda *a: jnp.sum(jnp.square(fn(*a).astype(jnp.float32)))  # noqa: E731
     compiled = jax.jit(jax.grad(loss, argnums=tuple(range(len(shapes)))), in_shardings=replicated,
                        out_shardings=replicated).lower(*shapes).compile()
-    cost = compiled.cost_analysis()
-    cost = (cost[0] if isinstance(cost, (list, tuple)) else cost) or {}
+    cost = cost_analysis(compiled)
     print(f"  {name:40s} {cost.get('optimal_seconds', 0.0) * 1e3:7.3f} ms (cost model), "
           f"temporaries {compiled.memory_analysis().temp_size_in_bytes / 1e6:7.1f} MB")
 

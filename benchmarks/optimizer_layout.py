@@ -39,7 +39,7 @@ from vocal_remover_jax.config import load_config
 from vocal_remover_jax.train import mesh as mesh_lib
 from vocal_remover_jax.train.chips import parse_topology
 from vocal_remover_jax.train.optim import global_norm, make_optimizer
-from vocal_remover_jax.train.plan import count_ops, topology_devices
+from vocal_remover_jax.train.plan import cost_analysis, count_ops, topology_devices
 from vocal_remover_jax.train.program import build_program
 
 
@@ -137,8 +137,7 @@ def cost_on_tpu(args: argparse.Namespace) -> None:
             lowered = update.lower(params, opt_state, params)
             compiled = lowered.compile()
             seconds = time.perf_counter() - start
-            cost = compiled.cost_analysis()
-            cost = (cost[0] if isinstance(cost, (list, tuple)) else cost) or {}
+            cost = cost_analysis(compiled)
             print(f"  {name:16s} {count_ops(lowered):7,} ops, compiled in {seconds:6.1f} s, "
                   f"{cost.get('optimal_seconds', 0.0) * 1e3:8.3f} ms, "
                   f"temporaries {compiled.memory_analysis().temp_size_in_bytes / 1e6:9.1f} MB")

@@ -22,7 +22,7 @@ import time
 from vocal_remover_jax.config import load_config
 from vocal_remover_jax.train import mesh as mesh_lib
 from vocal_remover_jax.train.chips import parse_topology
-from vocal_remover_jax.train.plan import count_ops, topology_devices
+from vocal_remover_jax.train.plan import cost_analysis, count_ops, topology_devices
 from vocal_remover_jax.train.program import build_program
 
 _SKIP = ("jit(", "jvp(", "transpose(", "vmap(", "checkpoint", "remat", "cond", "branch_")
@@ -107,8 +107,7 @@ def main() -> None:
         print(f"  {n:>7,}  {module}")
     by_module, by_kind, unknown = cycles_by_module(hlo, args.depth)
     total = sum(by_module.values())
-    cost = compiled.cost_analysis()
-    cost = (cost[0] if isinstance(cost, (list, tuple)) else cost) or {}
+    cost = cost_analysis(compiled)
     if "optimal_seconds" in cost:
         print(f"cost model's step time: {cost['optimal_seconds'] * 1e3:.2f} ms per chip")
     if unknown:

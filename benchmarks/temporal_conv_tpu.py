@@ -19,7 +19,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vocal_remover_jax.models import layers
 from vocal_remover_jax.train.chips import parse_topology
-from vocal_remover_jax.train.plan import topology_devices
+from vocal_remover_jax.train.plan import cost_analysis, topology_devices
 
 FORMULATIONS = {"lax.conv, feature_group_count": layers.xla_temporal_conv,
                 "shifted products, hand-written VJP": layers.grouped_temporal_conv,
@@ -49,8 +49,7 @@ def main() -> None:
 
         step = jax.jit(jax.grad(loss, argnums=(0, 1)), in_shardings=replicated, out_shardings=replicated)
         compiled = step.lower(x, kernel).compile()
-        cost = compiled.cost_analysis()
-        cost = (cost[0] if isinstance(cost, (list, tuple)) else cost) or {}
+        cost = cost_analysis(compiled)
         print(f"  {name:44s} {cost.get('optimal_seconds', 0.0) * 1e3:7.3f} ms (cost model), "
               f"temporaries {compiled.memory_analysis().temp_size_in_bytes / 1e6:7.0f} MB")
 

@@ -81,8 +81,9 @@ def count_ops(lowered) -> int:
     return len(re.findall(r"^\s*(?:%[^=]+= )?\"?(?:stablehlo|chlo|sdy|mhlo)\.", lowered.as_text(), re.MULTILINE))
 
 
-def _cost(analysed) -> dict:
-    cost = analysed.cost_analysis()
+def cost_analysis(compiled) -> dict:
+    """XLA's cost analysis of a compiled program as one dict (empty where the backend gives none)."""
+    cost = compiled.cost_analysis()
     return (cost[0] if isinstance(cost, (list, tuple)) else cost) or {}
 
 
@@ -128,10 +129,10 @@ def plan(config: ml_collections.ConfigDict, topology: str) -> dict:
     mem = compiled.memory_analysis()
     total = (mem.argument_size_in_bytes + mem.output_size_in_bytes - mem.alias_size_in_bytes
              + mem.temp_size_in_bytes + mem.generated_code_size_in_bytes)
-    cost = _cost(compiled)  # TPU: per chip, with the cost model's time; GPU: none
+    cost = cost_analysis(compiled)  # TPU: per chip, with the cost model's time; GPU: none
     flops = float(cost["flops"]) if "flops" in cost else None
     seconds = float(cost.get("optimal_seconds", 0.0)) or None
-    eval_mem, eval_cost = eval_compiled.memory_analysis(), _cost(eval_compiled)
+    eval_mem, eval_cost = eval_compiled.memory_analysis(), cost_analysis(eval_compiled)
     eval_total = (eval_mem.argument_size_in_bytes + eval_mem.output_size_in_bytes - eval_mem.alias_size_in_bytes
                   + eval_mem.temp_size_in_bytes + eval_mem.generated_code_size_in_bytes)
     chips = len(devices)
