@@ -265,6 +265,36 @@ def test_vocal_level_draws_the_configured_vocal_to_instrumental_ratio():
         augment.finetune_complex(_cfg("finetune", vocal_to_instrumental_db=(4.0, -8.0)), 3, raw)
 
 
+def test_vocal_pan_moves_centred_vocals_within_the_width_at_constant_power():
+    import jax
+
+    from vocal_remover_jax.train import augment
+
+    cfg = _cfg("finetune", vocal_rate=1.0, instrumental_only_rate=0.0, mixup_rate=0.0, vocal_channel_drop_rate=0.0,
+               swap_rate=0.0, vocal_pan=0.5)
+    raw = _random_raw("finetune", 64, 8, 9)
+    raw["vocal_count"][:] = 1
+    raw["is_pair"][:] = 0
+    raw["other"][..., 1, :] = raw["other"][..., 0, :]  # centred (mono) vocals
+    run = lambda c, train=True: map(np.asarray, jax.jit(lambda b: augment.finetune_complex(c, 3, b, train))(raw))
+    mixture, inst, _ = run(cfg)
+    vocals = mixture - inst
+    left, right = ((vocals[..., c, :] ** 2).sum((1, 2, 3)) for c in (0, 1))
+    centred = 2 * (raw["other"][:, 0, ..., 0, :].astype(np.float32) ** 2).sum((1, 2, 3)) * raw["other_coef"][:, 0] ** 2
+    np.testing.assert_allclose(left + right, centred, rtol=1e-4)  # constant power
+    position = 4 / np.pi * np.arctan2(np.sqrt(right), np.sqrt(left)) - 1  # -1 hard left, +1 hard right
+    assert np.abs(position).max() <= 0.5 + 1e-4 and position.min() < -0.3 and position.max() > 0.3
+    for c in (cfg.copy_and_resolve_references(), None):  # no pan at width 0, nor in validation
+        if c is not None:
+            c.vocal_pan = 0.0
+        mixture, inst, _ = run(c or cfg, train=c is not None)
+        np.testing.assert_allclose((mixture - inst)[..., 0, :], (mixture - inst)[..., 1, :], atol=1e-6)
+    with pytest.raises(ValueError, match="vocal_pan"):
+        bad = cfg.copy_and_resolve_references()
+        bad.vocal_pan = 1.5
+        augment.finetune_complex(bad, 3, raw)
+
+
 def test_device_mixtures_mask_rates_and_token_warmup():
     import jax
 

@@ -37,6 +37,7 @@ def default_data_config(kind: str) -> ml_collections.ConfigDict:
         cfg.vocal_rate = 0.98  # instrumental clips that get vocals mixed in
         cfg.vocal_blend_rate = 0.5  # of those, two vocal stems blended with Beta(1, 1)
         cfg.vocal_channel_drop_rate = 0.025
+        cfg.vocal_pan = 0.0  # vocals panned uniformly within +-this (1: hard left/right; 0: as recorded)
         # () mixes vocals at their records' own levels (the reference); (low, high) rescales each
         # crop's vocals to a uniform draw of that many dB RMS relative to its instrumental
         cfg.vocal_to_instrumental_db = ()
