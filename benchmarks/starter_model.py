@@ -4,6 +4,7 @@
     python benchmarks/starter_model.py evaluate --workdir runs/starter --model model.safetensors
     python benchmarks/starter_model.py ship --workdir runs/starter --pack PATH/real-audio --hardware "2-core CPU"
     python benchmarks/starter_model.py oracle --workdir runs/starter [--preset starter]
+    python benchmarks/starter_model.py placement --workdir runs/starter --model model.safetensors
 
 `prepare` checks every file of configs/starter_split.json against its sha256, links the train part
 into WORKDIR/audio/{instrumentals,vocals} and runs `vocal-remover-jax prepare` on it (records in
@@ -16,6 +17,11 @@ and writes WORKDIR/heldout_sdr.json (or --out).
 `oracle` scores the ideal mask on the same mixtures: the instrumental's magnitude over the
 mixture's, clipped to [0, 1], at the preset's STFT (what finetuning's L1 target asks of the mask), so
 the ceiling of any model that masks the mixture at that STFT, next to doing nothing.
+`placement` scores the model as `evaluate` does on the same clips with the voice placed as real
+mixes place it rather than dry in the centre (the pack's singing is mono): panned (alternately
+left and right, PAN_POSITION of the way to the side, constant power) and in a stereo room
+(decorrelated reverb, REVERB_RT60 seconds, REVERB_WET of the sound). The variants are written
+once to WORKDIR/heldout-panned and WORKDIR/heldout-reverb.
 `ship` puts the evaluated model file, with its card, into the package (vocal_remover_jax/pretrained/,
 what `separate` uses without --model): the card holds the training data's attributions (from the
 pack's SOURCES.md, read here and never at run time), the config, the steps and training time of
@@ -204,10 +210,60 @@ def cmd_prepare(args: argparse.Namespace, forwarded: list[str]) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, forwarded: list[str]) -> int:
-    heldout = os.path.join(args.workdir, "heldout")
     out = args.out or os.path.join(args.workdir, "heldout_sdr.json")
+    return evaluate_heldout(os.path.join(args.workdir, "heldout"), args.model, out, forwarded)
+
+
+def cmd_placement(args: argparse.Namespace, forwarded: list[str]) -> int:
+    rc = 0
+    for kind in PLACEMENTS:
+        heldout = placed_mixtures(os.path.join(args.workdir, "heldout"), kind,
+                                  os.path.join(args.workdir, f"heldout-{kind}"))
+        print(f"--- voice {kind}: {heldout}", flush=True)
+        rc = evaluate_heldout(heldout, args.model, os.path.join(args.workdir, f"heldout-{kind}_sdr.json"),
+                              forwarded) or rc
+    return rc
+
+
+PLACEMENTS = ("panned", "reverb")
+PAN_POSITION = 0.4  # of the way from the centre to one side
+REVERB_RT60, REVERB_WET, REVERB_SEED = 1.2, 0.3, 0
+
+
+def placed_mixtures(heldout_dir: str, kind: str, out_dir: str) -> str:
+    """The held-out clips of `heldout_dir` with the voice panned or reverberated, written once to
+    `out_dir` (the same layout, mixture = vocals + instrumental exactly). Returns `out_dir`."""
+    from vocal_remover_jax.atomic import write_json
+    from vocal_remover_jax.audio.io import write_audio
+    from vocal_remover_jax.audio.reference_tracks import find_reference_tracks, load_reference_track
+    from vocal_remover_jax.data.vocal_variants import reverb
+    from vocal_remover_jax.train.augment import pan_gains
+
+    done = os.path.join(out_dir, "placement.json")
+    if os.path.isfile(done):
+        return out_dir
+    for i, track in enumerate(find_reference_tracks(heldout_dir)):
+        _, (vocal, inst), rate = load_reference_track(track)
+        if kind == "panned":
+            side = 1.0 if i % 2 else 0.0  # uniform draw 0: full left of the width, 1: full right
+            vocal = vocal * np.asarray(pan_gains(np.array([side]), PAN_POSITION))[0][:, None]
+        else:
+            vocal = reverb(vocal, rate, REVERB_RT60, REVERB_WET, np.random.default_rng(REVERB_SEED))
+        mixture = inst + vocal
+        scale = min(1.0, 0.99 / float(np.abs(mixture).max()))
+        folder = os.path.join(out_dir, track.name)
+        os.makedirs(folder, exist_ok=True)
+        for stem, wave in (("mixture", mixture), ("vocals", vocal), ("instrumental", inst)):
+            write_audio(os.path.join(folder, f"{stem}.wav"), wave * scale, rate, subtype="FLOAT")
+    write_json(done, {"kind": kind, "from": os.path.abspath(heldout_dir), "pan_position": PAN_POSITION,
+                      "reverb_rt60": REVERB_RT60, "reverb_wet": REVERB_WET})
+    return out_dir
+
+
+def evaluate_heldout(heldout: str, model: str, out: str, forwarded: list[str]) -> int:
+    """Per-clip and median SDR of `model` next to doing nothing on the clips of `heldout`; writes `out`."""
     model_json = out + ".model.json"
-    rc = subprocess.call([sys.executable, "-m", "vocal_remover_jax.cli", "evaluate", "--model", args.model, heldout,
+    rc = subprocess.call([sys.executable, "-m", "vocal_remover_jax.cli", "evaluate", "--model", model, heldout,
                           "--out", model_json, *forwarded], stdout=subprocess.DEVNULL)
     if not os.path.isfile(model_json):
         print(f"starter_model: `vocal-remover-jax evaluate` failed (exit {rc})", file=sys.stderr)
@@ -232,7 +288,7 @@ def cmd_evaluate(args: argparse.Namespace, forwarded: list[str]) -> int:
         print(f"{s}: model - do-nothing = {median[f'{s}_model'] - median[f'{s}_do_nothing']:+.2f} dB")
     from vocal_remover_jax.atomic import write_json
 
-    write_json(out, {"model": os.path.abspath(args.model), "clips": rows, "median": median})
+    write_json(out, {"model": os.path.abspath(model), "clips": rows, "median": median})
     print(f"wrote {out}")
     return rc
 
@@ -483,6 +539,9 @@ def main(argv: list[str] | None = None) -> int:
     orc = sub.add_parser("oracle", help="held-out SDR of the ideal mask at a preset's STFT: the ceiling of masking")
     orc.add_argument("--workdir", required=True)
     orc.add_argument("--preset", default="starter", help="the model size whose STFT the mask uses")
+    pl = sub.add_parser("placement", help="held-out SDR with the voice panned and in a stereo room")
+    pl.add_argument("--workdir", required=True)
+    pl.add_argument("--model", required=True)
     sh = sub.add_parser("ship", help="put the evaluated model, with its card, into the package")
     sh.add_argument("--workdir", required=True, help="holds pre/ and ft/ (training runs), heldout_sdr.json, records/")
     sh.add_argument("--pack", required=True, help="the real-audio folder: its SOURCES.md gives the attributions")
@@ -494,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     forwarded = argv[argv.index("--") + 1 :] if "--" in argv else []
     args = p.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
-    return {"prepare": cmd_prepare, "evaluate": cmd_evaluate, "oracle": cmd_oracle,
+    return {"prepare": cmd_prepare, "evaluate": cmd_evaluate, "oracle": cmd_oracle, "placement": cmd_placement,
             "ship": cmd_ship}[args.command](args, forwarded)
 
 

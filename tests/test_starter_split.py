@@ -46,6 +46,39 @@ def test_held_out_mixtures_are_their_stems_summed_and_reproducible(tmp_path):
     np.testing.assert_array_equal(first, load_audio(str(tmp_path / "again" / "a+v" / "mixture.wav"))[0])
 
 
+def test_placed_voices_are_panned_or_reverberated_and_stay_exact_sums(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from vocal_remover_jax.audio.io import load_audio
+
+    starter = benchmark("starter_model")
+    rate, rng = 8000, np.random.default_rng(0)
+    for name, seconds in (("instrumentals/a.flac", 3.0), ("instrumentals/b.flac", 3.0), ("vocals/v.flac", 2.0)):
+        os.makedirs(tmp_path / "pack" / os.path.dirname(name), exist_ok=True)
+        wave = 0.2 * rng.standard_normal((int(seconds * rate), 2))
+        if name.startswith("vocals/"):
+            wave[:, 1] = wave[:, 0]  # mono in both channels, as the pack's singing
+        sf.write(tmp_path / "pack" / name, wave, rate)
+    split = {"held_out": {"instrumentals/a.flac": "", "instrumentals/b.flac": "", "vocals/v.flac": ""}}
+    starter.heldout_mixtures(str(tmp_path / "pack"), split, str(tmp_path / "held"))
+    load = lambda root, clip, stem: load_audio(str(tmp_path / root / clip / f"{stem}.wav"))[0]
+    for kind in starter.PLACEMENTS:
+        out = starter.placed_mixtures(str(tmp_path / "held"), kind, str(tmp_path / kind))
+        for i, clip in enumerate(["a+v", "b+v"]):
+            mixture, vocals, inst = (load(kind, clip, s) for s in ("mixture", "vocals", "instrumental"))
+            np.testing.assert_allclose(mixture, vocals + inst, atol=1e-6)
+            left, right = (vocals ** 2).sum(-1)
+            if kind == "panned":  # a pan position of +-PAN_POSITION: alternately left and right
+                position = 4 / np.pi * np.arctan2(np.sqrt(right), np.sqrt(left)) - 1
+                assert np.isclose(position, starter.PAN_POSITION * (1 if i % 2 else -1), atol=1e-3)
+            else:  # a stereo room: the channels are no longer one signal
+                assert np.corrcoef(vocals)[0, 1] < 0.95 and np.isclose(left, right, rtol=0.3)
+        os.remove(tmp_path / kind / "a+v" / "mixture.wav")
+        assert starter.placed_mixtures(str(tmp_path / "held"), kind, out) == out  # written once
+        assert not os.path.exists(tmp_path / kind / "a+v" / "mixture.wav")
+
+
 def test_the_ideal_mask_separates_far_better_than_doing_nothing(tmp_path):
     """`oracle`'s ceiling: on noise stems with different spectra, the ideal mask at the tiny preset's STFT
     recovers each stem well, half the mixture does not."""

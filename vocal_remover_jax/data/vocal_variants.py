@@ -53,7 +53,7 @@ def make_variant(wave: np.ndarray, rate: int, seed: int, track_id: str, variant:
     out = librosa.effects.pitch_shift(out, sr=rate, n_steps=p.semitones)
     out = _equalise(out, rate, p.eq_db)
     if p.rt60 > 0:
-        out = _reverb(out, rate, p.rt60, p.wet, _rng(seed, track_id, variant, 1))
+        out = reverb(out, rate, p.rt60, p.wet, _rng(seed, track_id, variant, 1))
     peak = float(np.abs(out).max())
     if peak > 0.99:
         out = out * (0.99 / peak)
@@ -74,7 +74,7 @@ def _equalise(wave: np.ndarray, rate: int, gains_db: tuple[float, ...]) -> np.nd
     return np.fft.irfft(spectrum * 10 ** (curve_db / 20), n=n, axis=-1)
 
 
-def _reverb(wave: np.ndarray, rate: int, rt60: float, wet: float, rng: np.random.Generator) -> np.ndarray:
+def reverb(wave: np.ndarray, rate: int, rt60: float, wet: float, rng: np.random.Generator) -> np.ndarray:
     """Exponentially decaying noise per channel (decorrelated stereo) as the room."""
     from scipy.signal import fftconvolve
 
