@@ -269,11 +269,11 @@ def evaluate_heldout(heldout: str, model: str, out: str, forwarded: list[str]) -
         print(f"starter_model: `vocal-remover-jax evaluate` failed (exit {rc})", file=sys.stderr)
         return rc or 1
     with open(model_json) as f:
-        model = {t["name"]: t for t in json.load(f)["tracks"]}
+        scored = {t["name"]: t for t in json.load(f)["tracks"]}
     base = do_nothing_scores(heldout)
     rows = []
     for name, b in base.items():
-        m = model.get(name)
+        m = scored.get(name)
         rows.append({"name": name, **{f"{s}_{who}": (d[s]["sdr_median"] if d else None)
                                       for s in SOURCES for who, d in (("model", m), ("do_nothing", b))}})
     keys = [f"{s}_{who}" for s in SOURCES for who in ("model", "do_nothing")]

@@ -46,7 +46,7 @@ def test_held_out_mixtures_are_their_stems_summed_and_reproducible(tmp_path):
     np.testing.assert_array_equal(first, load_audio(str(tmp_path / "again" / "a+v" / "mixture.wav"))[0])
 
 
-def test_placed_voices_are_panned_or_reverberated_and_stay_exact_sums(tmp_path):
+def test_placed_voices_are_panned_or_reverberated_and_stay_exact_sums(tmp_path, tiny_model, monkeypatch, capsys):
     import numpy as np
     import soundfile as sf
 
@@ -77,6 +77,17 @@ def test_placed_voices_are_panned_or_reverberated_and_stay_exact_sums(tmp_path):
         os.remove(tmp_path / kind / "a+v" / "mixture.wav")
         assert starter.placed_mixtures(str(tmp_path / "held"), kind, out) == out  # written once
         assert not os.path.exists(tmp_path / kind / "a+v" / "mixture.wav")
+    # the command end to end on one placement: a model's and doing nothing's scores, side by side
+    os.rename(tmp_path / "held", tmp_path / "work")
+    os.makedirs(tmp_path / "w")
+    os.rename(tmp_path / "work", tmp_path / "w" / "heldout")
+    monkeypatch.setattr(starter, "PLACEMENTS", ("panned",))
+    assert starter.main(["placement", "--workdir", str(tmp_path / "w"), "--model", tiny_model[0]]) == 0
+    with open(tmp_path / "w" / "heldout-panned_sdr.json") as f:
+        result = json.load(f)
+    assert [c["name"] for c in result["clips"]] == ["a+v", "b+v"] and result["model"] == tiny_model[0]
+    assert all(isinstance(c[k], float) for c in result["clips"] for k in c if k != "name")
+    assert "vocals: model - do-nothing" in capsys.readouterr().out
 
 
 def test_the_ideal_mask_separates_far_better_than_doing_nothing(tmp_path):

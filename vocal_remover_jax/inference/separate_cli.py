@@ -40,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="crossfaded overlap between crops, as a fraction of a crop (default 0.125)")
     parser.add_argument("--tta", action="store_true", help="second pass on crops shifted by half a stride, averaged")
     parser.add_argument("--postprocess", action="store_true",
-                        help="push long instrumental-only passages to the pure mixture (reference's merge_artifacts)")
+                        help="push long instrumental-only passages to the pure mixture (reference's merge_artifacts; made "
+                         "for hard masks: with the packaged model's soft masks it empties the vocals, README)")
     parser.add_argument("--aggressiveness", type=float, default=0.0,
                         help="0-1: how hard vocal residue is removed from the instrumental (default 0, off; try 0.1-0.3)")
     parser.add_argument("--output-image", action="store_true", help="also write <name>_Spectrograms.png: mixture, instrumental and vocals (needs the images extra)")
