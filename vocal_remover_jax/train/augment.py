@@ -147,11 +147,9 @@ def vocal_level_gain(inst: jax.Array, vocals: jax.Array, db_range, seed: int, in
 def pan_gains(u: jax.Array, width: float) -> jax.Array:
     """(B,) uniform draws -> (B, 2) left/right gains of a pan position uniform in [-width, width].
 
-    Constant power, scaled so that the centre keeps both channels as they are: the stems are
-    mono recordings in both channels, which would teach the network that a voice is always centred.
+    Constant power, scaled so that the centre keeps both channels as they are (a mono stem stays
+    the stem). `width` 1 reaches hard left and right.
     """
-    if not 0.0 <= width <= 1.0:
-        raise ValueError(f"data.vocal_pan must be in [0, 1] (1: hard left or right), not {width!r}")
     angle = (jnp.pi / 4) * (1.0 + width * (2.0 * u - 1.0))
     return jnp.sqrt(2.0) * jnp.stack([jnp.cos(angle), jnp.sin(angle)], axis=-1)
 
@@ -160,7 +158,10 @@ def finetune_complex(cfg: ml_collections.ConfigDict, seed: int, batch: dict, tra
     """Raw finetuning crops -> (mixture, instrumental) as (B, F, bins, 2, 2) re/im parts scaled to
     the tracks' own levels, and the (B,) normaliser. mixture = instrumental + vocals here, before
     any magnitude; vocal stems get their own channel swap and drop and, when two, a Beta(1, 1) blend,
-    a pan position within cfg.vocal_pan (training only), then, when cfg.vocal_to_instrumental_db is (low, high), a level drawn from it (validation too)."""
+    a pan position within +-cfg.vocal_pan (training only), then, when cfg.vocal_to_instrumental_db
+    is (low, high), a level drawn from it (validation too)."""
+    if not 0.0 <= cfg.vocal_pan <= 1.0:
+        raise ValueError(f"data.vocal_pan must be in [0, 1] (1: hard left or right), not {cfg.vocal_pan!r}")
     index = batch["index"]
     ci, co = batch["instrumental_coef"], batch["other_coef"]  # (B,), (B, 2)
     inst = batch["instrumental"].astype(jnp.float32) * ci[:, None, None, None, None]
@@ -176,9 +177,10 @@ def finetune_complex(cfg: ml_collections.ConfigDict, seed: int, batch: dict, tra
     w = jnp.where(count == 2, _uniform(seed, VOCAL_BLEND, index, train), 1.0)  # Beta(1, 1) is uniform
     wv = w[:, None, None, None, None]
     vocals = wv * other[:, 0] + (1 - wv) * other[:, 1]
-    if train and cfg.vocal_pan > 0:
-        vocals = vocals * pan_gains(_uniform(seed, VOCAL_PAN, index, train), cfg.vocal_pan)[:, None, None, :, None]
     vocal_coef = w * co[:, 0] + (1 - w) * co[:, 1]
+    if train and cfg.vocal_pan > 0:
+        pan = pan_gains(_uniform(seed, VOCAL_PAN, index, train), cfg.vocal_pan)
+        vocals, vocal_coef = vocals * pan[:, None, None, :, None], vocal_coef * pan.max(axis=-1)
     if cfg.vocal_to_instrumental_db:
         gain = vocal_level_gain(inst, vocals, cfg.vocal_to_instrumental_db, seed, index, train)
         vocals, vocal_coef = vocals * gain[:, None, None, None, None], vocal_coef * gain
