@@ -19,11 +19,8 @@ import argparse
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
 from vocal_remover_jax.models.unet import resize_bins_align_corners
-from vocal_remover_jax.train.chips import parse_topology
-from vocal_remover_jax.train.plan import cost_analysis, topology_devices
+from vocal_remover_jax.train.plan import one_chip_gradient_cost
 
 
 def lax_frame_conv(x, kernel, stride, padding):
@@ -72,14 +69,9 @@ def encoder_convolutions(conv, x, identity, first, second):
     return conv(x, identity, 2, 0) + jax.nn.leaky_relu(norm(conv(h, second, 2, 1)))
 
 
-def report(name, fn, *shapes, mesh) -> None:
-    replicated = NamedSharding(mesh, PartitionSpec())
-    loss = lambda *a: jnp.sum(jnp.square(fn(*a).astype(jnp.float32)))  # noqa: E731
-    compiled = jax.jit(jax.grad(loss, argnums=tuple(range(len(shapes)))), in_shardings=replicated,
-                       out_shardings=replicated).lower(*shapes).compile()
-    cost = cost_analysis(compiled)
-    print(f"  {name:40s} {cost.get('optimal_seconds', 0.0) * 1e3:7.3f} ms (cost model), "
-          f"temporaries {compiled.memory_analysis().temp_size_in_bytes / 1e6:7.1f} MB")
+def report(name, fn, *shapes) -> None:
+    seconds, temporaries = one_chip_gradient_cost(fn, *shapes)
+    print(f"  {name:40s} {seconds * 1e3:7.3f} ms (cost model), temporaries {temporaries / 1e6:7.1f} MB")
 
 
 def main() -> None:
@@ -91,20 +83,18 @@ def main() -> None:
     p.add_argument("--out-channels", type=int, default=4)
     p.add_argument("--upsampled-channels", type=int, default=14, help="channels of the upsampled array")
     args = p.parse_args()
-    chip, dims = parse_topology("v5p:2x2x1")
-    mesh = Mesh(topology_devices(chip, dims, "v5p:2x2x1")[:1], ("x",))
     b, f, n, cin, cout = args.batch, args.frames, args.bins, args.in_channels, args.out_channels
     kernels = [jax.ShapeDtypeStruct(s, jnp.float32) for s in ((1, cin, cout), (3, cin, cout), (3, cout, cout))]
     x = jax.ShapeDtypeStruct((b, f, n, cin), jnp.float32)
     print(f"FrameEncoder convolutions, {b} x {f} frames x {n} bins, {cin} -> {cout} channels, bf16, "
           "forward + backward, one v5p chip:")
     for name, conv in (("lax.conv (the model's)", lax_frame_conv), ("per-tap products", frame_conv_products)):
-        report(name, lambda *a, conv=conv: encoder_convolutions(conv, *a), x, *kernels, mesh=mesh)
+        report(name, lambda *a, conv=conv: encoder_convolutions(conv, *a), x, *kernels)
     c = args.upsampled_channels
     print(f"Upsampling {n // 2} -> {n} bins, {b} x {f} frames x {c} channels, bf16, forward + backward:")
     low = jax.ShapeDtypeStruct((b, f, n // 2, c), jnp.bfloat16)
     for name, resize in (("gathers (the model's)", resize_bins_align_corners), ("interpolation matrix", resize_by_matmul)):
-        report(name, lambda y, resize=resize: resize(y, n), low, mesh=mesh)
+        report(name, lambda y, resize=resize: resize(y, n), low)
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ def link_train_audio(pack: str, split: dict, audio_dir: str) -> dict[str, str]:
 
 def heldout_mixtures(pack: str, split: dict, out_dir: str) -> list[str]:
     """Every held-out instrumental with every held-out vocal: CLIP_SECONDS, fixed levels. Returns the clip names."""
-    from vocal_remover_jax.audio.io import load_audio, write_audio
+    from vocal_remover_jax.audio.io import load_audio
 
     names = list(split["held_out"])
     vocal_names = [n for n in names if n.startswith("vocals/")]
@@ -113,15 +113,22 @@ def heldout_mixtures(pack: str, split: dict, out_dir: str) -> list[str]:
             vocal = _tile(vocal, inst.shape[1], int(VOCAL_GAP * rate))
             gain_db = VOCAL_TO_INSTRUMENTAL_DB[i % len(VOCAL_TO_INSTRUMENTAL_DB)]
             vocal = vocal * (_rms(inst) / _rms(vocal) * 10 ** (gain_db / 20))
-            mixture = inst + vocal
-            scale = min(1.0, 0.99 / float(np.abs(mixture).max()))
             name = f"{_base(inst_name)}+{_base(vocal_name)}"
-            folder = os.path.join(out_dir, name)
-            os.makedirs(folder, exist_ok=True)
-            for stem, wave in (("mixture", mixture), ("vocals", vocal), ("instrumental", inst)):
-                write_audio(os.path.join(folder, f"{stem}.wav"), wave * scale, rate, subtype="FLOAT")
+            write_clip(os.path.join(out_dir, name), vocal, inst, rate)
             clips.append(name)
     return clips
+
+
+def write_clip(folder: str, vocal: np.ndarray, inst: np.ndarray, rate: int) -> None:
+    """`folder/{mixture,vocals,instrumental}.wav` in float (mixture = vocals + instrumental exactly),
+    all scaled so that the mixture peaks at 0.99 at most."""
+    from vocal_remover_jax.audio.io import write_audio
+
+    mixture = inst + vocal
+    scale = min(1.0, 0.99 / float(np.abs(mixture).max()))
+    os.makedirs(folder, exist_ok=True)
+    for stem, wave in (("mixture", mixture), ("vocals", vocal), ("instrumental", inst)):
+        write_audio(os.path.join(folder, f"{stem}.wav"), wave * scale, rate, subtype="FLOAT")
 
 
 def _tile(wave: np.ndarray, n: int, gap: int) -> np.ndarray:
@@ -234,7 +241,6 @@ def placed_mixtures(heldout_dir: str, kind: str, out_dir: str) -> str:
     """The held-out clips of `heldout_dir` with the voice panned or reverberated, written once to
     `out_dir` (the same layout, mixture = vocals + instrumental exactly). Returns `out_dir`."""
     from vocal_remover_jax.atomic import write_json
-    from vocal_remover_jax.audio.io import write_audio
     from vocal_remover_jax.audio.reference_tracks import find_reference_tracks, load_reference_track
     from vocal_remover_jax.data.vocal_variants import reverb
     from vocal_remover_jax.train.augment import pan_gains
@@ -249,12 +255,7 @@ def placed_mixtures(heldout_dir: str, kind: str, out_dir: str) -> str:
             vocal = vocal * np.asarray(pan_gains(np.array([side]), PAN_POSITION))[0][:, None]
         else:
             vocal = reverb(vocal, rate, REVERB_RT60, REVERB_WET, np.random.default_rng(REVERB_SEED))
-        mixture = inst + vocal
-        scale = min(1.0, 0.99 / float(np.abs(mixture).max()))
-        folder = os.path.join(out_dir, track.name)
-        os.makedirs(folder, exist_ok=True)
-        for stem, wave in (("mixture", mixture), ("vocals", vocal), ("instrumental", inst)):
-            write_audio(os.path.join(folder, f"{stem}.wav"), wave * scale, rate, subtype="FLOAT")
+        write_clip(os.path.join(out_dir, track.name), vocal, inst, rate)
     write_json(done, {"kind": kind, "from": os.path.abspath(heldout_dir), "pan_position": PAN_POSITION,
                       "reverb_rt60": REVERB_RT60, "reverb_wet": REVERB_WET})
     return out_dir

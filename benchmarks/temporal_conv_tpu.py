@@ -15,11 +15,9 @@ import argparse
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vocal_remover_jax.models import layers
-from vocal_remover_jax.train.chips import parse_topology
-from vocal_remover_jax.train.plan import cost_analysis, topology_devices
+from vocal_remover_jax.train.plan import one_chip_gradient_cost
 
 FORMULATIONS = {"lax.conv, feature_group_count": layers.xla_temporal_conv,
                 "shifted products, hand-written VJP": layers.grouped_temporal_conv,
@@ -34,25 +32,16 @@ def main() -> None:
     p.add_argument("--taps", type=int, default=9)
     p.add_argument("--in-per-group", type=int, default=2, help="channels per group (in = out); 1: depthwise")
     args = p.parse_args()
-    chip, dims = parse_topology("v5p:2x2x1")
-    mesh = Mesh(topology_devices(chip, dims, "v5p:2x2x1")[:1], ("x",))
-    replicated = NamedSharding(mesh, PartitionSpec())
     cin = args.in_per_group
     x = jax.ShapeDtypeStruct((args.batch, args.frames, args.features), jnp.float32)
     kernel = jax.ShapeDtypeStruct((args.taps, args.features // cin, cin, cin), jnp.float32)
     print(f"{args.batch} x {args.frames} frames x {args.features} features, {args.taps} taps, "
           f"{cin} channels per group, bf16, forward + backward, one v5p chip:")
     for name, conv in FORMULATIONS.items():
-        def loss(x, k, conv=conv):
-            y = conv(x.astype(jnp.bfloat16), k.astype(jnp.bfloat16), (args.taps - 1) // 2)
-            return jnp.sum(jnp.square(y.astype(jnp.float32)))
-
-        step = jax.jit(jax.grad(loss, argnums=(0, 1)), in_shardings=replicated, out_shardings=replicated)
-        compiled = step.lower(x, kernel).compile()
-        cost = cost_analysis(compiled)
-        print(f"  {name:44s} {cost.get('optimal_seconds', 0.0) * 1e3:7.3f} ms (cost model), "
-              f"temporaries {compiled.memory_analysis().temp_size_in_bytes / 1e6:7.0f} MB")
-
+        seconds, temporaries = one_chip_gradient_cost(
+            lambda x, k, conv=conv: conv(x.astype(jnp.bfloat16), k.astype(jnp.bfloat16), (args.taps - 1) // 2),
+            x, kernel)
+        print(f"  {name:44s} {seconds * 1e3:7.3f} ms (cost model), temporaries {temporaries / 1e6:7.0f} MB")
 
 if __name__ == "__main__":
     main()

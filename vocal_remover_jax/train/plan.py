@@ -87,6 +87,23 @@ def cost_analysis(compiled) -> dict:
     return (cost[0] if isinstance(cost, (list, tuple)) else cost) or {}
 
 
+def one_chip_gradient_cost(fn, *shapes, topology: str = "v5p:2x2x1") -> tuple[float, int]:
+    """(cost model's seconds, temporary bytes) of `fn`'s forward and backward on one chip of
+    `topology`: the gradient of its squared output's sum in every argument, compiled for that chip
+    from any machine. What a layer costs there, for the benchmarks that compare formulations."""
+    import jax
+    import jax.numpy as jnp
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    chip, dims = parse_topology(topology)
+    replicated = NamedSharding(Mesh(topology_devices(chip, dims, topology)[:1], ("x",)), PartitionSpec())
+    loss = lambda *a: jnp.sum(jnp.square(fn(*a).astype(jnp.float32)))  # noqa: E731
+    step = jax.jit(jax.grad(loss, argnums=tuple(range(len(shapes)))), in_shardings=replicated,
+                   out_shardings=replicated)
+    compiled = step.lower(*shapes).compile()
+    return float(cost_analysis(compiled).get("optimal_seconds", 0.0)), compiled.memory_analysis().temp_size_in_bytes
+
+
 def _compile(program, args):
     with program.context():
         start = time.perf_counter()
