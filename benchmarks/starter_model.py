@@ -275,18 +275,21 @@ def evaluate_heldout(heldout: str, model: str, out: str, forwarded: list[str]) -
     rows = []
     for name, b in base.items():
         m = scored.get(name)
-        rows.append({"name": name, **{f"{s}_{who}": (d[s]["sdr_median"] if d else None)
-                                      for s in SOURCES for who, d in (("model", m), ("do_nothing", b))}})
-    keys = [f"{s}_{who}" for s in SOURCES for who in ("model", "do_nothing")]
+        rows.append(r := {"name": name, **{f"{s}_{who}": (d[s]["sdr_median"] if d else None)
+                                           for s in SOURCES for who, d in (("model", m), ("do_nothing", b))}})
+        for s in SOURCES:  # this clip's improvement, as SDRi is reported per mixture
+            r[f"{s}_gain"] = None if r[f"{s}_model"] is None else r[f"{s}_model"] - r[f"{s}_do_nothing"]
+    keys = [f"{s}_{who}" for s in SOURCES for who in ("model", "do_nothing", "gain")]
     median = {k: float(np.nanmedian([np.nan if r[k] is None else r[k] for r in rows])) for k in keys}
     width = max(len(r["name"]) for r in rows)
     print(f"{'clip':<{width}}" + "".join(f"{k:>24}" for k in keys))
     for r in [*rows, {"name": "median", **median}]:
         print(f"{r['name']:<{width}}" + "".join(f"{r[k]:>24.2f}" if r[k] is not None else f"{'n/a':>24}" for k in keys))
     print("SDR in dB: median over 1-second frames (vocal-remover-jax evaluate's sdr_median); "
-          "do_nothing = half the mixture for each stem")
+          "do_nothing = half the mixture for each stem; gain = model - do_nothing on the same clip")
     for s in SOURCES:
-        print(f"{s}: model - do-nothing = {median[f'{s}_model'] - median[f'{s}_do_nothing']:+.2f} dB")
+        print(f"{s}: model - do-nothing = {median[f'{s}_model'] - median[f'{s}_do_nothing']:+.2f} dB "
+              f"(difference of the medians); median of the clips' gains {median[f'{s}_gain']:+.2f} dB")
     from vocal_remover_jax.atomic import write_json
 
     write_json(out, {"model": os.path.abspath(model), "clips": rows, "median": median})
@@ -467,7 +470,8 @@ def make_card(args: argparse.Namespace, split: dict, params: dict, results: dict
         "config": {"spec": args.config_spec, "parameters": parameters},
         "training": {**phases, "hardware": args.hardware, "seconds": sum(p["seconds"] for p in phases.values())},
         "heldout_sdr": {"clips": len(results["clips"]), "metric": SDR_METRIC, "command": EVALUATE_COMMAND,
-                        **{s: {"model": round(median[f"{s}_model"], 4), "do_nothing": round(median[f"{s}_do_nothing"], 4)}
+                        **{s: {"model": round(median[f"{s}_model"], 4), "do_nothing": round(median[f"{s}_do_nothing"], 4),
+                               **({"median_clip_gain": round(median[f"{s}_gain"], 4)} if f"{s}_gain" in median else {})}
                            for s in SOURCES}},
         "limitations": list(LIMITATIONS),
         "data": {"training": data, "held_out": sorted(split["held_out"]), "changes": changes, "notices": notices},

@@ -117,7 +117,7 @@ def test_the_packaged_model_when_present_is_small_intact_and_carded():
     assert files and not [f for f in files if "_NC-SA" in f]
     assert all(d["attribution"] and d["licence"] for d in card["data"]["training"])
     for stem in ("vocals", "instrumental"):
-        assert set(card["heldout_sdr"][stem]) == {"model", "do_nothing"}
+        assert {"model", "do_nothing"} <= set(card["heldout_sdr"][stem]) <= {"model", "do_nothing", "median_clip_gain"}
 
 
 # ---- `starter_model.py ship` on a stand-in workdir ----------------------------------------------
@@ -212,13 +212,15 @@ def test_ship_writes_the_evaluated_model_with_its_card(workdir, tiny_model, tmp_
     assert card["training"]["hardware"] == "2-core test CPU" and card["training"]["seconds"] == 35
     # 4 decimals: the card's difference rounds as `evaluate` prints it (two-decimal medians did not)
     assert card["heldout_sdr"]["vocals"] == {"model": round(sdr["vocals_model"], 4),
-                                             "do_nothing": round(sdr["vocals_do_nothing"], 4)}
+                                             "do_nothing": round(sdr["vocals_do_nothing"], 4),
+                                             "median_clip_gain": round(sdr["vocals_gain"], 4)}
     assert card["config"]["parameters"] == read_header(str(out))["num_params"]
 
     monkeypatch.setattr(packaged, "PACKAGED_MODEL", str(out))
     assert cli.main(["describe"]) == 0
     shown = capsys.readouterr().out
     assert "Author of vocadito_10.flac" in shown and "2-core test CPU" in shown and "not good at:" in shown
+    assert f"{sdr['vocals_gain']:+10.2f}" in shown  # the per-clip gain's column
     assert f"sha256: {file_sha256(str(out))}" in shown
 
 

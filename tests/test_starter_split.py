@@ -87,6 +87,9 @@ def test_placed_voices_are_panned_or_reverberated_and_stay_exact_sums(tmp_path, 
         result = json.load(f)
     assert [c["name"] for c in result["clips"]] == ["a+v", "b+v"] and result["model"] == tiny_model[0]
     assert all(isinstance(c[k], float) for c in result["clips"] for k in c if k != "name")
+    for s in ("vocals", "instrumental"):  # each clip's own gain, and their median beside the medians' difference
+        assert all(c[f"{s}_gain"] == c[f"{s}_model"] - c[f"{s}_do_nothing"] for c in result["clips"])
+        assert result["median"][f"{s}_gain"] == np.median([c[f"{s}_gain"] for c in result["clips"]])
     assert "vocals: model - do-nothing" in capsys.readouterr().out
 
 

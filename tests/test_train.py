@@ -75,7 +75,8 @@ def test_loss_falls_on_prepared_records(tmp_path, mode, prepared_records):
     if mode == "finetune":
         [scored] = [m for m in read_metrics(tmp_path) if "heldout/vocals_gain" in m]
         assert scored["step"] == 40 and all(np.isfinite(scored[f"heldout/{k}"]) for k in
-                                            ("vocals_sdr", "vocals_gain", "instrumental_sdr", "instrumental_gain"))
+                                            ("vocals_sdr", "vocals_gain", "instrumental_sdr", "instrumental_gain",
+                                             "vocals_clip_gain", "instrumental_clip_gain"))
         # the kept best (`export --best`) is the one evaluated step's parameters
         from vocal_remover_jax.train.checkpoint import best_step, restore_params
 

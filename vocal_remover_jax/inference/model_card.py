@@ -7,7 +7,8 @@ A card is a JSON object; every field is optional and unknown fields are shown as
     config                 {"spec": "configs/finetune.py:starter", "parameters": int, ...}
     training               {"pretrain"/"finetune": {"steps", "batch_size", "seconds"}, "hardware", "seconds"}
     heldout_sdr            {"clips": int, "metric": str, "command": str,
-                            "vocals"/"instrumental": {"model": dB, "do_nothing": dB}}
+                            "vocals"/"instrumental": {"model": dB, "do_nothing": dB,
+                                                      "median_clip_gain": dB (optional)}}
     limitations            [what it is not good at, ...]
     data                   {"training": [{"file", "duration", "licence", "attribution", "source"}],
                             "held_out": [file, ...], "changes": str, "notices": str}
@@ -90,12 +91,14 @@ def _config_line(config: Mapping[str, Any]) -> str:
 def _sdr_lines(sdr: Mapping[str, Any]) -> list[str]:
     lines = [f"held-out SDR, dB ({sdr.get('clips', '?')} mixtures the model never trained on; "
              f"{sdr.get('metric', 'median')}):",
-             f"  {'':<14}{'model':>8}{'do-nothing':>12}{'difference':>12}"]
+             f"  {'':<14}{'model':>8}{'do-nothing':>12}{'difference':>12}{'per clip':>10}"]
     for stem in STEMS:
         if stem in sdr:
             m, b = sdr[stem]["model"], sdr[stem]["do_nothing"]
-            lines.append(f"  {stem:<14}{m:>8.2f}{b:>12.2f}{m - b:>+12.2f}")
-    lines.append("  (do-nothing: half the mixture as each stem)")
+            clip = sdr[stem].get("median_clip_gain")
+            lines.append(f"  {stem:<14}{m:>8.2f}{b:>12.2f}{m - b:>+12.2f}" + (f"{clip:>+10.2f}" if clip is not None else ""))
+    lines.append("  (do-nothing: half the mixture as each stem; difference: of the medians; per clip: the median "
+                 "of each mixture's model - do-nothing, where given)")
     if "command" in sdr:
         lines.append(f"  measured by: {sdr['command']}")
     return lines

@@ -8,6 +8,7 @@ everything (README, starter runs); separating real held-out mixtures and scoring
 from __future__ import annotations
 
 import ml_collections
+import numpy as np
 
 from vocal_remover_jax.audio.reference_tracks import SOURCES, find_reference_tracks
 from vocal_remover_jax.inference.evaluate import do_nothing, median_over_tracks, score_tracks
@@ -15,9 +16,10 @@ from vocal_remover_jax.inference.separator import Separator
 
 
 class HeldoutScorer:
-    """`scorer(params)` -> {"<stem>_sdr", "<stem>_gain"}: medians over the folder's mixtures of
-    each one's median SDR over 1-second frames, and that minus doing nothing's (half the mixture),
-    as `benchmarks/starter_model.py evaluate` reports. The separator compiles on the first call."""
+    """`scorer(params)` -> {"<stem>_sdr", "<stem>_gain", "<stem>_clip_gain"}: medians over the
+    folder's mixtures of each one's median SDR over 1-second frames, that minus doing nothing's
+    (half the mixture), and the median of each mixture's own gain, as `benchmarks/starter_model.py
+    evaluate` reports. The separator compiles on the first call."""
 
     def __init__(self, folder: str, config: ml_collections.ConfigDict):
         self.tracks = find_reference_tracks(folder)
@@ -30,6 +32,7 @@ class HeldoutScorer:
         if failed:
             raise ValueError(f"config.heldout_dir={folder!r}: cannot read {failed[0]['name']}: {failed[0]['error']}")
         self.baseline = median_over_tracks(baseline)
+        self.baseline_rows = {r["name"]: r for r in baseline}
 
     def __call__(self, params) -> dict[str, float]:
         if self.separator is None:
@@ -42,4 +45,11 @@ class HeldoutScorer:
         model = median_over_tracks(rows)
         out = {f"{s}_sdr": model[s]["sdr_median"] for s in SOURCES}
         out.update({f"{s}_gain": model[s]["sdr_median"] - self.baseline[s]["sdr_median"] for s in SOURCES})
+        out.update({f"{s}_clip_gain": float(np.nanmedian([_gain(r[s], self.baseline_rows[r["name"]][s]) for r in rows]))
+                    for s in SOURCES})
         return out
+
+
+def _gain(model: dict, baseline: dict) -> float:
+    m, b = model["sdr_median"], baseline["sdr_median"]
+    return np.nan if m is None or b is None else m - b
