@@ -200,6 +200,7 @@ def test_ship_writes_the_evaluated_model_with_its_card(workdir, tiny_model, tmp_
     assert f"sha256 {file_sha256(str(out))}" in printed
     assert "| | vocals SDR (dB) | instrumental SDR (dB) |" in printed
     assert f"{sdr['vocals_model']:.2f}" in printed and f"{sdr['instrumental_do_nothing']:.2f}" in printed
+    assert f"| median of the clips' gains | {sdr['vocals_gain']:+.2f} | {sdr['instrumental_gain']:+.2f} |" in printed
     params, _ = load_model_file(str(out))
     np.testing.assert_array_equal(params["out"]["kernel"], tiny_model[1]["out"]["kernel"])
     card = read_header(str(out))["card"]
