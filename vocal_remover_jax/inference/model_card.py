@@ -93,14 +93,17 @@ def _config_line(config: Mapping[str, Any]) -> str:
 def _sdr_lines(sdr: Mapping[str, Any]) -> list[str]:
     lines = [f"held-out SDR, dB ({sdr.get('clips', '?')} mixtures the model never trained on; "
              f"{sdr.get('metric', 'median')}):",
-             f"  {'':<14}{'model':>8}{'do-nothing':>12}{'difference':>12}{'per clip':>10}"]
+             f"  {'':<14}{'model':>8}{'do-nothing':>12}{'difference':>12}"]
+    per_clip = any("median_clip_gain" in sdr.get(s, {}) for s in STEMS)
+    if per_clip:
+        lines[-1] += f"{'per clip':>10}"
     for stem in STEMS:
         if stem in sdr:
             m, b = sdr[stem]["model"], sdr[stem]["do_nothing"]
             clip = sdr[stem].get("median_clip_gain")
             lines.append(f"  {stem:<14}{m:>8.2f}{b:>12.2f}{m - b:>+12.2f}" + (f"{clip:>+10.2f}" if clip is not None else ""))
-    lines.append("  (do-nothing: half the mixture as each stem; difference: of the medians; per clip: the median "
-                 "of each mixture's model - do-nothing, where given)")
+    lines.append("  (do-nothing: half the mixture as each stem; difference: of the medians"
+                 + ("; per clip: the median of each mixture's model - do-nothing)" if per_clip else ")"))
     if "command" in sdr:
         lines.append(f"  measured by: {sdr['command']}")
     return lines
