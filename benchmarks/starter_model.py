@@ -269,16 +269,17 @@ def evaluate_heldout(heldout: str, model: str, out: str, forwarded: list[str]) -
     if not os.path.isfile(model_json):
         print(f"starter_model: `vocal-remover-jax evaluate` failed (exit {rc})", file=sys.stderr)
         return rc or 1
+    from vocal_remover_jax.inference.evaluate import sdr_gain
+
     with open(model_json) as f:
         scored = {t["name"]: t for t in json.load(f)["tracks"]}
     base = do_nothing_scores(heldout)
     rows = []
     for name, b in base.items():
         m = scored.get(name)
-        rows.append(r := {"name": name, **{f"{s}_{who}": (d[s]["sdr_median"] if d else None)
-                                           for s in SOURCES for who, d in (("model", m), ("do_nothing", b))}})
-        for s in SOURCES:  # this clip's improvement, as SDRi is reported per mixture
-            r[f"{s}_gain"] = None if r[f"{s}_model"] is None else r[f"{s}_model"] - r[f"{s}_do_nothing"]
+        rows.append({"name": name, **{f"{s}_{who}": (d[s]["sdr_median"] if d else None)
+                                      for s in SOURCES for who, d in (("model", m), ("do_nothing", b))},
+                     **{f"{s}_gain": sdr_gain(m and m[s], b[s]) for s in SOURCES}})
     keys = [f"{s}_{who}" for s in SOURCES for who in ("model", "do_nothing", "gain")]
     median = {k: float(np.nanmedian([np.nan if r[k] is None else r[k] for r in rows])) for k in keys}
     width = max(len(r["name"]) for r in rows)

@@ -106,6 +106,14 @@ def median_over_tracks(rows: list[dict]) -> dict[str, dict[str, float | None]]:
                 for k in ("sdr_median", "sdr_whole")} for s in SOURCES}
 
 
+def sdr_gain(model: dict | None, baseline: dict | None) -> float | None:
+    """One track's improvement on one source: the model's `sdr_median` minus the baseline's, on the
+    same mixture (None where either is missing), as SDR improvement is counted per mixture."""
+    if not model or not baseline or model["sdr_median"] is None or baseline["sdr_median"] is None:
+        return None
+    return model["sdr_median"] - baseline["sdr_median"]
+
+
 def do_nothing(mixture: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
     """The baseline every separator must beat: half the mixture for each stem."""
     return mixture / 2, mixture / 2

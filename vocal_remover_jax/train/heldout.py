@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 
 from vocal_remover_jax.audio.reference_tracks import SOURCES, find_reference_tracks
-from vocal_remover_jax.inference.evaluate import do_nothing, median_over_tracks, score_tracks
+from vocal_remover_jax.inference.evaluate import do_nothing, median_over_tracks, score_tracks, sdr_gain
 from vocal_remover_jax.inference.separator import Separator
 
 
@@ -45,11 +45,7 @@ class HeldoutScorer:
         model = median_over_tracks(rows)
         out = {f"{s}_sdr": model[s]["sdr_median"] for s in SOURCES}
         out.update({f"{s}_gain": model[s]["sdr_median"] - self.baseline[s]["sdr_median"] for s in SOURCES})
-        out.update({f"{s}_clip_gain": float(np.nanmedian([_gain(r[s], self.baseline_rows[r["name"]][s]) for r in rows]))
-                    for s in SOURCES})
+        for s in SOURCES:
+            gains = [sdr_gain(r[s], self.baseline_rows[r["name"]][s]) for r in rows]
+            out[f"{s}_clip_gain"] = float(np.nanmedian([np.nan if g is None else g for g in gains]))
         return out
-
-
-def _gain(model: dict, baseline: dict) -> float:
-    m, b = model["sdr_median"], baseline["sdr_median"]
-    return np.nan if m is None or b is None else m - b
