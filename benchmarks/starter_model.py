@@ -289,8 +289,8 @@ def evaluate_heldout(heldout: str, model: str, out: str, forwarded: list[str]) -
     print("SDR in dB: median over 1-second frames (vocal-remover-jax evaluate's sdr_median); "
           "do_nothing = half the mixture for each stem; gain = model - do_nothing on the same clip")
     for s in SOURCES:
-        print(f"{s}: model - do-nothing = {median[f'{s}_model'] - median[f'{s}_do_nothing']:+.2f} dB "
-              f"(difference of the medians); median of the clips' gains {median[f'{s}_gain']:+.2f} dB")
+        print(f"{s}: gain over doing nothing {median[f'{s}_gain']:+.2f} dB (median of the clips' gains; the goal's "
+              f"count); difference of the medians {median[f'{s}_model'] - median[f'{s}_do_nothing']:+.2f} dB")
     from vocal_remover_jax.atomic import write_json
 
     write_json(out, {"model": os.path.abspath(model), "clips": rows, "median": median})
@@ -301,12 +301,13 @@ SHIPPED_NAME = "starter"
 
 
 def summary(gain: dict[str, float]) -> str:
-    """The card's summary; `gain`: held-out median dB over doing nothing, per stem."""
+    """The card's summary; `gain`: per stem, the median over the held-out mixtures of each one's
+    model - do-nothing SDR in dB (the goal's count, README "How the gain is counted")."""
     return ("A small frame-transformer vocal remover trained from scratch on mixtures made on the fly from about 37 "
             "minutes of instrumentals and 6 minutes of isolated singing, all under licences that allow "
             "redistribution (no non-commercial data). A starting point that runs on a laptop CPU, not a "
             "state-of-the-art separator: it has heard far less singing than published models. On its held-out "
-            f"mixtures it beats doing nothing by {gain['vocals']:+.1f} dB on the vocals and "
+            f"mixtures it beats doing nothing by a median of {gain['vocals']:+.1f} dB per mixture on the vocals and "
             f"{gain['instrumental']:+.1f} dB on the instrumental.")
 
 
@@ -467,12 +468,12 @@ def make_card(args: argparse.Namespace, split: dict, params: dict, results: dict
     parameters = sum(int(np.size(a)) for a in traverse_util.flatten_dict(dict(params)).values())
     return {
         "name": SHIPPED_NAME,
-        "summary": summary({s: median[f"{s}_model"] - median[f"{s}_do_nothing"] for s in SOURCES}),
+        "summary": summary({s: median[f"{s}_gain"] for s in SOURCES}),
         "config": {"spec": args.config_spec, "parameters": parameters},
         "training": {**phases, "hardware": args.hardware, "seconds": sum(p["seconds"] for p in phases.values())},
         "heldout_sdr": {"clips": len(results["clips"]), "metric": SDR_METRIC, "command": EVALUATE_COMMAND,
                         **{s: {"model": round(median[f"{s}_model"], 4), "do_nothing": round(median[f"{s}_do_nothing"], 4),
-                               **({"median_clip_gain": round(median[f"{s}_gain"], 4)} if f"{s}_gain" in median else {})}
+                               "median_clip_gain": round(median[f"{s}_gain"], 4)}
                            for s in SOURCES}},
         "limitations": list(LIMITATIONS),
         "data": {"training": data, "held_out": sorted(split["held_out"]), "changes": changes, "notices": notices},
@@ -501,6 +502,8 @@ def ship(args: argparse.Namespace) -> int:
     sdr_json = args.sdr or os.path.join(args.workdir, "heldout_sdr.json")
     with open(sdr_json) as f:
         results = json.load(f)
+    if any(f"{s}_gain" not in results.get("median", {}) for s in SOURCES):
+        raise ValueError(f"{sdr_json}: no per-clip gains (written by an older evaluate): re-run {EVALUATE_COMMAND}")
     model = args.model or results["model"]
     if os.path.abspath(model) != os.path.abspath(results["model"]):
         raise ValueError(f"{sdr_json} scores {results['model']}, not {model}")

@@ -24,7 +24,7 @@ def get_config(arg: str = "tiny"):
         # keeping everything. The L1 alone drifts there too (its optimum where the network is unsure
         # is the median ratio, 1); the ideal mask's cross-entropy on the logits does not (README,
         # runs 11 and 15). Its bins weighted by the mixture's power, as SDR weighs errors (run 18). The
-        # starter size's 4 channels (2 before run 23) come from presets.py.
+        # starter size's 8 channels (2 before run 23, 4 before run 24) come from presets.py.
         config.loss.mask_bce_weight = 1.0
         config.loss.mask_bce_power = 2.0
         # Evaluate every 100 steps, keep every checkpoint, and keep the best by the validation vocal

@@ -117,7 +117,7 @@ def test_the_packaged_model_when_present_is_small_intact_and_carded():
     assert files and not [f for f in files if "_NC-SA" in f]
     assert all(d["attribution"] and d["licence"] for d in card["data"]["training"])
     for stem in ("vocals", "instrumental"):
-        assert {"model", "do_nothing"} <= set(card["heldout_sdr"][stem]) <= {"model", "do_nothing", "median_clip_gain"}
+        assert set(card["heldout_sdr"][stem]) == {"model", "do_nothing", "median_clip_gain"}
 
 
 # ---- `starter_model.py ship` on a stand-in workdir ----------------------------------------------
@@ -216,6 +216,7 @@ def test_ship_writes_the_evaluated_model_with_its_card(workdir, tiny_model, tmp_
                                              "do_nothing": round(sdr["vocals_do_nothing"], 4),
                                              "median_clip_gain": round(sdr["vocals_gain"], 4)}
     assert card["config"]["parameters"] == read_header(str(out))["num_params"]
+    assert f"by a median of {sdr['vocals_gain']:+.1f} dB per mixture on the vocals" in card["summary"]
 
     monkeypatch.setattr(packaged, "PACKAGED_MODEL", str(out))
     assert cli.main(["describe"]) == 0
@@ -242,6 +243,12 @@ def test_ship_refuses_what_it_must_not_ship(workdir, tiny_model, tmp_path, capsy
     assert "_NC-SA" in capsys.readouterr().err
     manifest["sets"]["vocals"]["train"][0]["tracks"].pop()
     (w / "records" / "manifest.json").write_text(json.dumps(manifest))
+
+    scores = json.loads((w / "heldout_sdr.json").read_text())  # from an evaluate without per-clip gains
+    del scores["median"]["vocals_gain"]
+    (w / "older.json").write_text(json.dumps(scores))
+    assert _ship(starter, w, pack, out, "--sdr", str(w / "older.json")) == 2
+    assert "no per-clip gains" in capsys.readouterr().err
 
     other = tmp_path / "other.safetensors"  # evaluated, but no finetuning checkpoint
     from vocal_remover_jax.inference.random_params import random_params
@@ -274,6 +281,7 @@ def test_ship_takes_an_earlier_checkpoint_and_a_run_without_pretraining(workdir,
 def _scores(w, model, path):
     """What `starter_model.py evaluate` writes, with made-up numbers."""
     median = {f"{s}_{who}": 1.0 for s in ("vocals", "instrumental") for who in ("model", "do_nothing")}
+    median.update({f"{s}_gain": 0.0 for s in ("vocals", "instrumental")})
     path.write_text(json.dumps({"model": str(model), "clips": [{"name": "a+b", **median}], "median": median}))
     return path
 

@@ -90,7 +90,11 @@ def test_placed_voices_are_panned_or_reverberated_and_stay_exact_sums(tmp_path, 
     for s in ("vocals", "instrumental"):  # each clip's own gain, and their median beside the medians' difference
         assert all(c[f"{s}_gain"] == c[f"{s}_model"] - c[f"{s}_do_nothing"] for c in result["clips"])
         assert result["median"][f"{s}_gain"] == np.median([c[f"{s}_gain"] for c in result["clips"]])
-    assert "vocals: model - do-nothing" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    gain, difference = (result["median"]["vocals_gain"],
+                        result["median"]["vocals_model"] - result["median"]["vocals_do_nothing"])
+    assert f"vocals: gain over doing nothing {gain:+.2f} dB" in printed
+    assert f"difference of the medians {difference:+.2f} dB" in printed
 
 
 def test_the_ideal_mask_separates_far_better_than_doing_nothing(tmp_path):

@@ -36,3 +36,35 @@ def compiled_on_first_call(jitted: Callable) -> Callable:
         return compiled(*args)
 
     return call
+
+
+def _status_bytes(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Starts a new peak-RSS window (Linux >= 4.0: writing 5 to clear_refs resets VmHWM), so that
+    the peak of one phase of a process (lowering, one compile) can be read on its own."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_bytes() -> int:
+    """The process's peak resident memory since it started, or since the last `reset_peak_rss`."""
+    peak = _status_bytes("VmHWM")
+    if peak is None:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux units: KiB
+    return peak

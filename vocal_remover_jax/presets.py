@@ -33,8 +33,8 @@ _SIZES = {
     "tiny": Size(sample_rate=22050, n_fft=256, hop_length=128, cropsize=64, channels=4, depth=3,
                  num_transformer_blocks=1, num_bands=4, feedforward_dim=128),
     # the starter model trained on the real-audio pack: small's shape with a narrower feed-forward, for CPUs,
-    # and 4 channels (2 left the held-out vocals 2 dB worse, README run 23; 9 k parameters more)
-    "starter": Size(sample_rate=44100, n_fft=1024, hop_length=512, cropsize=256, channels=4, depth=5,
+    # and 8 channels (2 left the held-out vocals 2 dB worse, 4 the instrumental; README runs 23 and 24)
+    "starter": Size(sample_rate=44100, n_fft=1024, hop_length=512, cropsize=256, channels=8, depth=5,
                     num_transformer_blocks=1, num_bands=4, feedforward_dim=256),
 }
 NAMES = tuple(_SIZES)

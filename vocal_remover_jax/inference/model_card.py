@@ -59,7 +59,7 @@ def sdr_table(card: Mapping[str, Any]) -> str:
     rows = ["| | vocals SDR (dB) | instrumental SDR (dB) |", "|---|---|---|",
             "| " + " | ".join([card.get("name", "model"), *(f"{sdr[s]['model']:.2f}" for s in STEMS)]) + " |",
             "| " + " | ".join(["do nothing (half the mixture)", *(f"{sdr[s]['do_nothing']:.2f}" for s in STEMS)]) + " |",
-            "| " + " | ".join(["difference", *(f"{sdr[s]['model'] - sdr[s]['do_nothing']:+.2f}" for s in STEMS)]) + " |"]
+            "| " + " | ".join(["difference of the medians", *(f"{sdr[s]['model'] - sdr[s]['do_nothing']:+.2f}" for s in STEMS)]) + " |"]
     if all("median_clip_gain" in sdr[s] for s in STEMS):
         rows.append("| " + " | ".join(["median of the clips' gains", *(f"{sdr[s]['median_clip_gain']:+.2f}" for s in STEMS)]) + " |")
     return "\n".join(rows)

@@ -13,13 +13,13 @@ import json
 import math
 import os
 import re
-import resource
 import sys
 import time
 
 import ml_collections
 
 from vocal_remover_jax.config import load_config
+from vocal_remover_jax.host_memory import peak_rss_bytes, release_freed_memory, reset_peak_rss
 from vocal_remover_jax.train.chips import Chip, accelerator_type, parse_topology
 
 INSTALL = ("plan compiles with the TPU compiler, which ships in libtpu; install it with "
@@ -104,16 +104,33 @@ def one_chip_gradient_cost(fn, *shapes, topology: str = "v5p:2x2x1") -> tuple[fl
     return float(cost_analysis(compiled).get("optimal_seconds", 0.0)), compiled.memory_analysis().temp_size_in_bytes
 
 
-def _compile(program, args):
+def _phase(phases: dict, name: str, fn):
+    """Runs one compile phase, recording its seconds and its own peak RSS (the freed heap of the
+    phase before is handed back first, so each peak is what that phase holds)."""
+    release_freed_memory()
+    reset_peak_rss()
+    start = time.perf_counter()
+    out = fn()
+    phases[name] = {"seconds": time.perf_counter() - start, "peak_rss_bytes": peak_rss_bytes()}
+    return out
+
+
+def _compile(program, args) -> tuple:
+    """(train executable, eval executable, StableHLO ops, phases): lowering, then each compile, with
+    what one phase no longer needs dropped before the next."""
+    phases: dict = {}
     with program.context():
-        start = time.perf_counter()
-        lowered = program.train_step.lower(args["state"], args["batch"], args["stop"])
-        hlo_ops = count_ops(lowered)
-        compiled = lowered.compile()
-        compile_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        eval_compiled = program.eval_step.lower(args["state"].params, args["eval_batch"]).compile()
-    return compiled, eval_compiled, hlo_ops, compile_seconds, time.perf_counter() - start
+        def lower():
+            lowered = program.train_step.lower(args["state"], args["batch"], args["stop"])
+            return lowered, count_ops(lowered)
+
+        lowered, hlo_ops = _phase(phases, "lower_train", lower)
+        compiled = _phase(phases, "compile_train", lowered.compile)
+        del lowered
+        eval_compiled = _phase(phases, "compile_eval", lambda: program.eval_step.lower(
+            args["state"].params, args["eval_batch"]).compile())
+    release_freed_memory()
+    return compiled, eval_compiled, hlo_ops, phases
 
 
 def plan(config: ml_collections.ConfigDict, topology: str) -> dict:
@@ -135,10 +152,11 @@ def plan(config: ml_collections.ConfigDict, topology: str) -> dict:
     keep = jax.config.jax_persistent_cache_min_compile_time_secs
     jax.config.update("jax_persistent_cache_min_compile_time_secs", float("inf"))
     try:
-        compiled, eval_compiled, hlo_ops, compile_seconds, eval_compile_seconds = _compile(program, args)
+        compiled, eval_compiled, hlo_ops, phases = _compile(program, args)
     finally:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", keep)
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    compile_seconds = phases["lower_train"]["seconds"] + phases["compile_train"]["seconds"]
+    peak_rss = max(p["peak_rss_bytes"] for p in phases.values())
 
     state = args["state"]
     params = per_device_bytes((state.params, state.disc_params))
@@ -174,11 +192,12 @@ def plan(config: ml_collections.ConfigDict, topology: str) -> dict:
         "peak_bf16_flops_per_chip": chip.bf16_flops,
         "compile_seconds": compile_seconds,
         "compile_peak_rss_bytes": peak_rss,
+        "compile_phases": phases,
         "hlo_ops": hlo_ops,
         "eval": {"per_chip_bytes": {"temporaries": eval_mem.temp_size_in_bytes, "total": eval_total},
                  "fits": eval_total <= chip.hbm_bytes, "flops_per_chip": eval_cost.get("flops"),
                  "estimated_step_seconds": float(eval_cost.get("optimal_seconds", 0.0)) or None,
-                 "compile_seconds": eval_compile_seconds},
+                 "compile_seconds": phases["compile_eval"]["seconds"]},
         "note": ("times, examples/s and MFU are XLA's TPU cost model, not a measurement" if chip.platform == "tpu"
                  else "XLA's GPU compiler reports no costs for a deviceless target: memory only"),
     }
