@@ -2,7 +2,9 @@
 
     python benchmarks/plan_seed.py [--rows N ...] [--only-print-commands]
 
-Each row runs `vocal-remover-jax plan --json` in its own process (compiles do not share memory).
+Each row runs `vocal-remover-jax plan --json` in its own process (compiles do not share memory),
+which compiles on tcmalloc where the machine has it (Debian: libtcmalloc-minimal4; `--malloc
+glibc` to compare): XLA's compiler peaks lower and runs faster on it (README, "Checking a run fits").
 The rows are the named pod configs (configs/pretrain.py:seed_v5p, ...): bf16, mesh and batch for
 the slice, the compiler's lowest execution-time effort. Each compile took 11-15 minutes and up to
 15 GiB on the project's 2-core, 24 GB machine.
@@ -25,15 +27,17 @@ ROWS = [
 ]
 
 
-def command(config: str, topology: str) -> list[str]:
+def command(config: str, topology: str, malloc: str = "auto") -> list[str]:
     return [sys.executable, "-m", "vocal_remover_jax", "plan", "--config", os.path.join(ROOT, "configs", config),
-            "--topology", topology, "--json"]
+            "--topology", topology, "--json", "--malloc", malloc]
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, nargs="*", help="row indices to run (default: all)")
     p.add_argument("--only-print-commands", action="store_true")
+    p.add_argument("--malloc", choices=("auto", "glibc"), default="auto",
+                   help="passed to plan: auto compiles on tcmalloc when installed")
     args = p.parse_args()
     rows = [ROWS[i] for i in args.rows] if args.rows else ROWS
     if args.only_print_commands:
@@ -41,10 +45,10 @@ def main() -> None:
             print(" ".join(command(*row)[1:]))
         return
     print("| config | topology | mesh data x fsdp | global batch | dtype | GB per chip (HBM) | fits |"
-          " est. MFU | est. examples/s/chip | compile s | compile peak GB | StableHLO ops |")
-    print("|" + " --- |" * 12)
+          " est. MFU | est. examples/s/chip | compile s | compile peak GB | malloc | StableHLO ops |")
+    print("|" + " --- |" * 13)
     for config, topology in rows:
-        done = subprocess.run(command(config, topology), capture_output=True, text=True)
+        done = subprocess.run(command(config, topology, args.malloc), capture_output=True, text=True)
         if done.returncode:
             print(f"| {config} | {topology} | failed: {done.stderr.strip().splitlines()[-1:]} |")
             continue
@@ -53,7 +57,7 @@ def main() -> None:
               f"{r['compute_dtype']} | {r['per_chip_bytes']['total'] / 1e9:.1f} ({r['hbm_bytes'] / 1e9:.0f}) | "
               f"{r['fits']} | {100 * (r['estimated_mfu'] or 0):.0f} % | "
               f"{r['estimated_examples_per_second_per_chip'] or 0:.2f} | {r['compile_seconds']:.0f} | "
-              f"{r['compile_peak_rss_bytes'] / 1e9:.1f} | {r['hlo_ops']:,} |", flush=True)
+              f"{r['compile_peak_rss_bytes'] / 1e9:.1f} | {r['allocator']} | {r['hlo_ops']:,} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
+import os
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vocal_remover_jax.host_memory import compiled_on_first_call, release_freed_memory
+from vocal_remover_jax.host_memory import (compiled_on_first_call, peak_rss_bytes, release_freed_memory,
+                                           reset_peak_rss, rss_bytes)
 
 
 def test_compiled_on_first_call_runs_the_jitted_function_compiled_once():
@@ -21,3 +23,34 @@ def test_compiled_on_first_call_runs_the_jitted_function_compiled_once():
     with pytest.raises(TypeError):  # the compiled program takes only the first call's shapes
         call(jnp.arange(5.0), 1.0)
     release_freed_memory()  # callable again, and harmless
+
+
+def test_a_peak_rss_window_sees_its_own_peak_not_an_earlier_one():
+    big = np.ones(50 * 2**20 // 8)  # 50 MiB, touched
+    del big
+    before = peak_rss_bytes()
+    if not reset_peak_rss():
+        pytest.skip("no /proc/self/clear_refs: the peak is the process's")
+    assert rss_bytes() <= peak_rss_bytes() < before
+    small = np.ones(20 * 2**20 // 8)
+    assert peak_rss_bytes() >= rss_bytes() >= small.nbytes
+
+
+def test_freed_memory_goes_back_under_a_preloaded_tcmalloc_too():
+    import ctypes.util
+    import subprocess
+    import sys
+
+    from vocal_remover_jax.host_memory import allocator
+
+    assert allocator() in ("glibc", "tcmalloc", "jemalloc", "system")
+    lib = ctypes.util.find_library("tcmalloc_minimal") or ctypes.util.find_library("tcmalloc")
+    if lib is None:
+        pytest.skip("no tcmalloc on this machine (Debian: libtcmalloc-minimal4)")
+    code = ("import numpy as np\nfrom vocal_remover_jax import host_memory as h\n"
+            "a = np.ones(50 * 2**20 // 8); a += 1; del a\nheld = h.rss_bytes()\nh.release_freed_memory()\n"
+            "print(h.allocator(), held - h.rss_bytes())")
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "LD_PRELOAD": lib},
+                          capture_output=True, text=True, check=True)
+    name, released = done.stdout.split()
+    assert name == "tcmalloc" and int(released) > 40 * 2**20

@@ -57,6 +57,20 @@ def test_plan_reports_memory_flops_and_cost_model_per_chip(fsdp):
     assert r["flops_per_chip"] > 0 and r["estimated_step_seconds"] > 0
     assert 0 < r["estimated_mfu"] < 1
     assert r["compile_seconds"] > 0 and r["compile_peak_rss_bytes"] > 0 and r["hlo_ops"] > 1000
+    phases = r["compile_phases"]  # each phase's own time and peak; the report's peak is theirs
+    assert list(phases) == ["lower_train", "compile_train", "compile_eval"]
+    assert r["compile_seconds"] == phases["lower_train"]["seconds"] + phases["compile_train"]["seconds"]
+    assert r["compile_peak_rss_bytes"] == max(p["peak_rss_bytes"] for p in phases.values())
+    assert all(p["peak_rss_bytes"] >= p["start_rss_bytes"] > 0 for p in phases.values())
+    import ctypes.util  # the command reruns itself on tcmalloc where the machine has it
+
+    assert r["allocator"] == ("tcmalloc" if ctypes.util.find_library("tcmalloc_minimal")
+                              or ctypes.util.find_library("tcmalloc") else "glibc")
+    from vocal_remover_jax.train.plan import format_report
+
+    text = format_report(r)
+    assert "cost model" in text and "fits" in text
+    assert f"compile_train {phases['compile_train']['seconds']:.1f} s, peak" in text
     assert r["eval"]["flops_per_chip"] > 0
 
 
