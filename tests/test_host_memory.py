@@ -1,4 +1,5 @@
 import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,9 +42,10 @@ def test_freed_memory_goes_back_under_a_preloaded_tcmalloc_too():
     import subprocess
     import sys
 
-    from vocal_remover_jax.host_memory import allocator
+    from vocal_remover_jax.host_memory import allocator, rerun_with_tcmalloc
 
     assert allocator() in ("glibc", "tcmalloc", "jemalloc", "system")
+    rerun_with_tcmalloc("plan")  # a process not started as `vocal-remover-jax plan` is never replaced
     lib = ctypes.util.find_library("tcmalloc_minimal") or ctypes.util.find_library("tcmalloc")
     if lib is None:
         pytest.skip("no tcmalloc on this machine (Debian: libtcmalloc-minimal4)")

@@ -35,13 +35,15 @@ def allocator() -> str:
     return "glibc"
 
 
-def rerun_with_tcmalloc() -> None:
-    """Runs this command again, now, with tcmalloc preloaded, if the machine has it and this
-    process is on glibc's malloc; returns otherwise. XLA's compiler, many-threaded, fragments
-    glibc's per-thread arenas: the seed step's TPU compile peaked at 13.6 GiB on glibc and 9.9 GiB
-    on tcmalloc, and took 421 s instead of 657 (README, "Checking a run fits")."""
+def rerun_with_tcmalloc(command: str) -> None:
+    """Runs this process's command again, now, with tcmalloc preloaded, if the machine has it, this
+    process is on glibc's malloc and it was started as `vocal-remover-jax COMMAND` (never a notebook
+    or a test calling the command in process); returns otherwise. XLA's compiler, many-threaded,
+    fragments glibc's per-thread arenas: the seed step's TPU compile peaked at 13.6 GiB on glibc
+    and 9.9 GiB on tcmalloc, and took 421 s instead of 657 (README, "Checking a run fits")."""
     lib = ctypes.util.find_library("tcmalloc_minimal") or ctypes.util.find_library("tcmalloc")
-    if lib is None or allocator() != "glibc" or os.environ.get("VOCAL_REMOVER_JAX_RERUN"):
+    if (lib is None or allocator() != "glibc" or os.environ.get("VOCAL_REMOVER_JAX_RERUN")
+            or sys.argv[1:2] != [command]):
         return
     env = {**os.environ, "LD_PRELOAD": " ".join(filter(None, [lib, os.environ.get("LD_PRELOAD")])),
            "VOCAL_REMOVER_JAX_RERUN": "1"}

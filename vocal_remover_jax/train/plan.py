@@ -254,7 +254,7 @@ def format_report(r: dict) -> str:
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.config_overrides)
     if args.malloc == "auto":
-        rerun_with_tcmalloc()
+        rerun_with_tcmalloc("plan")
     try:
         report = plan(config, args.topology)
     except (CompilerMissing, ValueError) as e:
