@@ -38,15 +38,14 @@ def test_a_peak_rss_window_sees_its_own_peak_not_an_earlier_one():
 
 
 def test_freed_memory_goes_back_under_a_preloaded_tcmalloc_too():
-    import ctypes.util
     import subprocess
     import sys
 
-    from vocal_remover_jax.host_memory import allocator, rerun_with_tcmalloc
+    from vocal_remover_jax.host_memory import allocator, rerun_with_tcmalloc, tcmalloc_library
 
     assert allocator() in ("glibc", "tcmalloc", "jemalloc", "system")
     rerun_with_tcmalloc("plan")  # a process not started as `vocal-remover-jax plan` is never replaced
-    lib = ctypes.util.find_library("tcmalloc_minimal") or ctypes.util.find_library("tcmalloc")
+    lib = tcmalloc_library()
     if lib is None:
         pytest.skip("no tcmalloc on this machine (Debian: libtcmalloc-minimal4)")
     code = ("import numpy as np\nfrom vocal_remover_jax import host_memory as h\n"

@@ -62,10 +62,9 @@ def test_plan_reports_memory_flops_and_cost_model_per_chip(fsdp):
     assert r["compile_seconds"] == phases["lower_train"]["seconds"] + phases["compile_train"]["seconds"]
     assert r["compile_peak_rss_bytes"] == max(p["peak_rss_bytes"] for p in phases.values())
     assert all(p["peak_rss_bytes"] >= p["start_rss_bytes"] > 0 for p in phases.values())
-    import ctypes.util  # the command reruns itself on tcmalloc where the machine has it
+    from vocal_remover_jax.host_memory import tcmalloc_library  # the command reruns itself on it where installed
 
-    assert r["allocator"] == ("tcmalloc" if ctypes.util.find_library("tcmalloc_minimal")
-                              or ctypes.util.find_library("tcmalloc") else "glibc")
+    assert r["allocator"] == ("tcmalloc" if tcmalloc_library() else "glibc")
     from vocal_remover_jax.train.plan import format_report
 
     text = format_report(r)

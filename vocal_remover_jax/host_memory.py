@@ -35,13 +35,18 @@ def allocator() -> str:
     return "glibc"
 
 
+def tcmalloc_library() -> str | None:
+    """tcmalloc's shared library as the loader names it, where the machine has it."""
+    return ctypes.util.find_library("tcmalloc_minimal") or ctypes.util.find_library("tcmalloc")
+
+
 def rerun_with_tcmalloc(command: str) -> None:
     """Runs this process's command again, now, with tcmalloc preloaded, if the machine has it, this
     process is on glibc's malloc and it was started as `vocal-remover-jax COMMAND` (never a notebook
     or a test calling the command in process); returns otherwise. XLA's compiler, many-threaded,
     fragments glibc's per-thread arenas: the seed step's TPU compile peaked at 13.6 GiB on glibc
     and 9.9 GiB on tcmalloc, and took 421 s instead of 657 (README, "Checking a run fits")."""
-    lib = ctypes.util.find_library("tcmalloc_minimal") or ctypes.util.find_library("tcmalloc")
+    lib = tcmalloc_library()
     if (lib is None or allocator() != "glibc" or os.environ.get("VOCAL_REMOVER_JAX_RERUN")
             or sys.argv[1:2] != [command]):
         return
