@@ -1,5 +1,6 @@
 """The chunked separation core against whole-song librosa computations, with injected mask functions."""
 
+import jax
 import jax.numpy as jnp
 import librosa
 import numpy as np
@@ -151,3 +152,15 @@ def test_set_params_changes_the_weights_without_recompiling():
     assert core._accumulate is compiled
     with pytest.raises(ValueError, match="shapes"):
         core.set_params({"gain": jnp.ones(2, jnp.float32)})
+
+
+def test_cpu_programs_compile_without_ynnpack_fusions():
+    """XLA:CPU's own kernels, not YNNPACK's (xla_cpu.py): a reduction over the song is one such fusion."""
+    core = ChunkedSeparator(lambda p, x: jnp.clip(x / (1 + x.mean()), 0, 1), {}, ChunkConfig(
+        n_fft=N_FFT, hop_length=HOP, cropsize=CROP, batch_size=2))
+    texts = [core._song_max.as_text(), core._accumulate.as_text(), core._finalize.as_text()]
+    assert all("HloModule" in t for t in texts)
+    assert not [t for t in texts if "ynn_fusion" in t]
+    default = jax.jit(lambda x: jnp.abs(x).max()).lower(jnp.ones((4096,))).compile().as_text()
+    if "ynn_fusion" not in default:
+        pytest.skip("this jaxlib makes no YNNPACK fusion of a reduction by default")

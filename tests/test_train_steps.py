@@ -201,7 +201,8 @@ def test_compiler_effort_reaches_the_train_steps_options():
     finetune = os.path.join(os.path.dirname(__file__), "..", "configs", "finetune.py:tiny")
     mesh = mesh_lib.make_mesh(load_config(finetune, SMALL).mesh)
     default = train_step_compiler_options(load_config(finetune, SMALL), mesh)
-    assert default == {"xla_cpu_copy_insertion_use_region_analysis": True}  # CPU: region analysis only
+    # CPU: region analysis and no YNNPACK fusions, nothing else
+    assert default == {"xla_cpu_copy_insertion_use_region_analysis": True, "xla_cpu_experimental_ynn_fusion_type": ""}
     fast = train_step_compiler_options(load_config(finetune, SMALL + ["compiler.exec_time_optimization_effort=-1"]),
                                        mesh)
     assert fast == dict(default, exec_time_optimization_effort=-1.0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vocal_remover_jax import xla_cpu
 from vocal_remover_jax.audio.stft import frames_istft, frames_stft, num_frames
 from vocal_remover_jax.host_memory import release_freed_memory
 from vocal_remover_jax.inference import postprocess
@@ -146,13 +148,14 @@ class ChunkedSeparator:
         i32, f32, batch, bins = spec((), jnp.int32), spec(()), cfg.batch_size, cfg.n_fft // 2 + 1
         num, den = spec((cfg.grids, cfg.rows, bins, 2)), spec((cfg.grids, cfg.rows))
         segment, tail = spec((2, cfg.block_samples)), cfg.n_fft - cfg.hop_length
-        self._song_max = jax.jit(self._song_max_impl).lower(f32, segment, i32, i32).compile()
-        self._accumulate = jax.jit(self._accumulate_impl(mask_fn), donate_argnums=(1, 2)).lower(
+        jit = functools.partial(jax.jit, compiler_options=xla_cpu.compiler_options(self.device.platform) or None)
+        self._song_max = jit(self._song_max_impl).lower(f32, segment, i32, i32).compile()
+        self._accumulate = jit(self._accumulate_impl(mask_fn), donate_argnums=(1, 2)).lower(
             self.params, num, den, spec((batch, 2, cfg.crop_samples)), spec((batch,), jnp.int32),
             spec((batch,), jnp.int32), spec((batch,)), i32, i32, f32).compile()
-        self._finalize = jax.jit(self._finalize_impl, donate_argnums=(0, 1)).lower(num, den).compile()
+        self._finalize = jit(self._finalize_impl, donate_argnums=(0, 1)).lower(num, den).compile()
         synth_args = (segment, spec((cfg.block, bins, 2)), spec((cfg.block,)), i32, i32, spec((2, tail)), spec((tail,)))
-        synthesize = jax.jit(self._synthesize_impl, static_argnames=("with_image",))
+        synthesize = jit(self._synthesize_impl, static_argnames=("with_image",))
         self._synthesizers = {False: synthesize.lower(*synth_args).compile()}
         self._lower_synthesize = lambda: synthesize.lower(*synth_args, with_image=True).compile()
         release_freed_memory()

@@ -18,6 +18,7 @@ import ml_collections
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from vocal_remover_jax import xla_cpu
 from vocal_remover_jax.models import build_discriminator, build_model
 from vocal_remover_jax.train import inputs, mesh as mesh_lib, steps
 from vocal_remover_jax.train.optim import make_optimizer
@@ -48,7 +49,9 @@ class TrainProgram:
         never needs."""
         with self.context():
             return {train: jax.jit(inputs.device_transform(self.config, train), in_shardings=(self.batch_sharding,),
-                                   out_shardings=self.batch_sharding) for train in (True, False)}
+                                   out_shardings=self.batch_sharding,
+                                   compiler_options=xla_cpu.compiler_options(self.mesh.devices.flat[0].platform) or None)
+                    for train in (True, False)}
 
     @contextlib.contextmanager
     def context(self) -> Iterator[None]:
@@ -110,19 +113,23 @@ def build_program(config: ml_collections.ConfigDict, mesh: Mesh) -> TrainProgram
                            out_shardings=(shardings, replicated), donate_argnums=(0,),
                            compiler_options=train_step_compiler_options(config, mesh)),
         eval_step=jax.jit(steps.make_eval_step(config, model), in_shardings=(shardings.params, batch_sharding),
-                          out_shardings=replicated))
+                          out_shardings=replicated,
+                          compiler_options=xla_cpu.compiler_options(mesh.devices.flat[0].platform) or None))
 
 
 def train_step_compiler_options(config: ml_collections.ConfigDict, mesh: Mesh) -> dict | None:
     """The config's effort levels (`config.compiler`, where set), and on CPU copy insertion with
     region analysis: XLA:CPU's default copies every optimizer moment of the donated state before
     the update (two fusions read the old value, one overwrites it), a thousand copies, 13 % of a
-    small-model step; region analysis proves them unneeded."""
+    small-model step; region analysis proves them unneeded. And every CPU program's options
+    (`xla_cpu.compiler_options`)."""
     options = {name: float(value) for name, value in config.get("compiler", {}).items() if value}
     for name, value in options.items():
         if not -1.0 <= value <= 1.0:
             raise ValueError(f"config.compiler.{name}={value}: XLA's effort levels lie in [-1, 1]")
-    if mesh.devices.flat[0].platform == "cpu":
+    platform = mesh.devices.flat[0].platform
+    options.update(xla_cpu.compiler_options(platform))
+    if platform == "cpu":
         options["xla_cpu_copy_insertion_use_region_analysis"] = True
     return options or None
 
