@@ -104,6 +104,7 @@ def _our_step(args: argparse.Namespace, results: dict):
     import flax.linen as nn
     import jax
 
+    from vocal_remover_jax import xla_cpu
     from vocal_remover_jax.host_memory import release_freed_memory
     from vocal_remover_jax.train import mesh as mesh_lib, steps
     from vocal_remover_jax.train.program import build_program
@@ -123,7 +124,8 @@ def _our_step(args: argparse.Namespace, results: dict):
         state = jax.jit(lambda r: nn.unbox(init(r)), out_shardings=shardings)(jax.random.key(0))
         results["parameters"] = int(sum(np.size(p) for p in jax.tree.leaves(state.params)))
         if not args.skip_forward:
-            fwd = jax.jit(lambda p, x: model.apply({"params": p}, x, deterministic=True))
+            fwd = jax.jit(lambda p, x: model.apply({"params": p}, x, deterministic=True),  # as the eval step
+                          compiler_options=xla_cpu.compiler_options(jax.devices()[0].platform) or None)
             t = time.perf_counter()
             x_in = steps.inputs_and_targets(batch, config.mode)[0]
             compiled = fwd.lower(state.params, x_in).compile()
