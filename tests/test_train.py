@@ -166,7 +166,7 @@ def test_two_processes_match_one_process(two_process_workdir, uninterrupted_work
     """2 processes x 2 devices over gloo train like 1 process on 1 device (up to reduction order)."""
     np.testing.assert_allclose(losses(two_process_workdir), losses(uninterrupted_workdir), rtol=1e-5)
     # Adam divides by the gradient's own size, so a parameter whose gradient is near zero turns the
-    # reduction order's rounding into up to a fraction of a step (learning rate 1e-4): 1.1e-5 for 5
+    # reduction order's rounding into a fraction of a step (learning rate 1e-3, AMSGrad): 1.1e-5 for 5
     # of 36,129 parameters with XLA:CPU's reductions. Gradients summed wrongly move whole steps.
     assert max_param_diff(two_process_params(two_process_workdir), uninterrupted) < 3e-5
 
