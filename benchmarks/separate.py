@@ -106,7 +106,7 @@ def network(config, batch: int, reps: int) -> dict:
     x = jnp.asarray(np.random.default_rng(0).random(
         (batch, config.model.cropsize, config.model.n_fft // 2 + 1, 2), np.float32))
     start = time.perf_counter()
-    options = xla_cpu.compiler_options(jax.devices()[0].platform) or None  # as the separator compiles it
+    options = xla_cpu.compiler_options(jax.devices()[0].platform)  # as the separator compiles it
     compiled = jax.jit(model_mask_fn(config), compiler_options=options).lower(params, x).compile()
     compile_s = time.perf_counter() - start
     flops = float(cost_of(compiled).get("flops", 0.0))

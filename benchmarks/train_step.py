@@ -125,7 +125,7 @@ def _our_step(args: argparse.Namespace, results: dict):
         results["parameters"] = int(sum(np.size(p) for p in jax.tree.leaves(state.params)))
         if not args.skip_forward:
             fwd = jax.jit(lambda p, x: model.apply({"params": p}, x, deterministic=True),  # as the eval step
-                          compiler_options=xla_cpu.compiler_options(jax.devices()[0].platform) or None)
+                          compiler_options=xla_cpu.compiler_options(jax.devices()[0].platform))
             t = time.perf_counter()
             x_in = steps.inputs_and_targets(batch, config.mode)[0]
             compiled = fwd.lower(state.params, x_in).compile()

@@ -13,6 +13,7 @@ from __future__ import annotations
 _CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
-def compiler_options(platform: str) -> dict[str, str | bool | float]:
-    """Options for a program compiled for `platform` ("cpu", "tpu", "gpu"): none off the CPU."""
-    return dict(_CPU_OPTIONS) if platform == "cpu" else {}
+def compiler_options(platform: str) -> dict[str, str] | None:
+    """Options for a program compiled for `platform` ("cpu", "tpu", "gpu"), as `jax.jit` takes
+    them: None off the CPU."""
+    return dict(_CPU_OPTIONS) if platform == "cpu" else None

@@ -148,7 +148,7 @@ class ChunkedSeparator:
         i32, f32, batch, bins = spec((), jnp.int32), spec(()), cfg.batch_size, cfg.n_fft // 2 + 1
         num, den = spec((cfg.grids, cfg.rows, bins, 2)), spec((cfg.grids, cfg.rows))
         segment, tail = spec((2, cfg.block_samples)), cfg.n_fft - cfg.hop_length
-        jit = functools.partial(jax.jit, compiler_options=xla_cpu.compiler_options(self.device.platform) or None)
+        jit = functools.partial(jax.jit, compiler_options=xla_cpu.compiler_options(self.device.platform))
         self._song_max = jit(self._song_max_impl).lower(f32, segment, i32, i32).compile()
         self._accumulate = jit(self._accumulate_impl(mask_fn), donate_argnums=(1, 2)).lower(
             self.params, num, den, spec((batch, 2, cfg.crop_samples)), spec((batch,), jnp.int32),

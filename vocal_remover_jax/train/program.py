@@ -50,7 +50,7 @@ class TrainProgram:
         with self.context():
             return {train: jax.jit(inputs.device_transform(self.config, train), in_shardings=(self.batch_sharding,),
                                    out_shardings=self.batch_sharding,
-                                   compiler_options=xla_cpu.compiler_options(self.mesh.devices.flat[0].platform) or None)
+                                   compiler_options=xla_cpu.compiler_options(self.mesh.devices.flat[0].platform))
                     for train in (True, False)}
 
     @contextlib.contextmanager
@@ -114,7 +114,7 @@ def build_program(config: ml_collections.ConfigDict, mesh: Mesh) -> TrainProgram
                            compiler_options=train_step_compiler_options(config, mesh)),
         eval_step=jax.jit(steps.make_eval_step(config, model), in_shardings=(shardings.params, batch_sharding),
                           out_shardings=replicated,
-                          compiler_options=xla_cpu.compiler_options(mesh.devices.flat[0].platform) or None))
+                          compiler_options=xla_cpu.compiler_options(mesh.devices.flat[0].platform)))
 
 
 def train_step_compiler_options(config: ml_collections.ConfigDict, mesh: Mesh) -> dict | None:
@@ -128,7 +128,7 @@ def train_step_compiler_options(config: ml_collections.ConfigDict, mesh: Mesh) -
         if not -1.0 <= value <= 1.0:
             raise ValueError(f"config.compiler.{name}={value}: XLA's effort levels lie in [-1, 1]")
     platform = mesh.devices.flat[0].platform
-    options.update(xla_cpu.compiler_options(platform))
+    options.update(xla_cpu.compiler_options(platform) or {})
     if platform == "cpu":
         options["xla_cpu_copy_insertion_use_region_analysis"] = True
     return options or None
