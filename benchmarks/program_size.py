@@ -85,6 +85,7 @@ def main() -> None:
     p.add_argument("--depth", type=int, default=2, help="module path components to group by")
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--no-compile", action="store_true", help="count the lowered ops only")
+    p.add_argument("--dump-hlo", metavar="PATH", help="also write the optimized program's text there")
     args, overrides = p.parse_known_args()
     config = load_config(args.config, [o.removeprefix("--config.") for o in overrides])
     chip, dims = parse_topology(args.topology)
@@ -101,6 +102,9 @@ def main() -> None:
         start = time.perf_counter()
         compiled = lowered.compile()
         hlo = compiled.as_text()
+    if args.dump_hlo:
+        with open(args.dump_hlo, "w") as f:
+            f.write(hlo)
     kernels = kernels_by_module(hlo, args.depth)
     print(f"compiled in {time.perf_counter() - start:.0f} s: {sum(kernels.values()):,} kernels")
     for module, n in kernels.most_common(args.top):

@@ -140,7 +140,7 @@ def test_grouped_temporal_conv_gradient(taps, groups, cin, cout, pad):
         check_grads(lambda x, w: grouped_temporal_conv(x, w, pad), (x, w), order=1, modes=["rev"])
 
 
-@pytest.mark.parametrize("taps,groups,cin,cout", [(9, 4, 2, 2), (7, 6, 1, 1), (3, 1, 6, 3)])
+@pytest.mark.parametrize("taps,groups,cin,cout", [(9, 4, 2, 2), (7, 6, 1, 1), (5, 4, 3, 3), (7, 3, 2, 3), (3, 1, 6, 3)])
 def test_temporal_conv_formulations_agree(taps, groups, cin, cout):
     """CPU's shifted products, the accelerators' formulation and one lax.conv: same values and
     gradients."""
@@ -170,6 +170,34 @@ def test_temporal_conv_lowers_per_platform():
         assert "stablehlo.convolution" not in text
         tpu = jax.jit(lambda p, x: conv.apply(p, x)).trace(params, x).lower(lowering_platforms=("tpu",)).as_text()
         assert tpu.count("stablehlo.convolution") == tpu_convolutions
+
+
+@pytest.mark.parametrize("taps,stride,padding,cin,cout", [(3, 1, 1, 2, 4), (3, 2, 1, 5, 3), (1, 2, 0, 4, 4), (1, 1, 0, 6, 2)])
+def test_frame_conv_formulations_agree(taps, stride, padding, cin, cout):
+    """The accelerators' per-tap products over bins-last arrays against CPU's `lax.conv`: same
+    values and gradients, strided or not."""
+    from vocal_remover_jax.models.frame_conv import frame_conv_products, xla_frame_conv
+
+    rng = np.random.RandomState(taps + stride + cin)
+    x = jnp.asarray(rng.randn(2, 5, 17, cin), jnp.float32)
+    w = jnp.asarray(rng.randn(taps, cin, cout), jnp.float32)
+    loss = lambda conv: lambda x, w: jnp.sum(jnp.sin(conv(x, w, stride, padding)))  # noqa: E731
+    np.testing.assert_allclose(frame_conv_products(x, w, stride, padding), xla_frame_conv(x, w, stride, padding),
+                               rtol=1e-5, atol=1e-5)
+    for a, b in zip(jax.grad(loss(frame_conv_products), (0, 1))(x, w), jax.grad(loss(xla_frame_conv), (0, 1))(x, w)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_frame_conv_lowers_per_platform():
+    """CPU gets one `lax.conv`, TPU products (no convolution)."""
+    from vocal_remover_jax.models.frame_conv import FrameConv
+
+    x = jnp.ones((1, 4, 16, 3))
+    conv = FrameConv(5, cropsize=4)
+    params = conv.init(jax.random.key(0), x)
+    step = jax.jit(lambda p, x: conv.apply(p, x))
+    assert step.lower(params, x).as_text().count("stablehlo.convolution") == 1
+    assert "stablehlo.convolution" not in step.trace(params, x).lower(lowering_platforms=("tpu",)).as_text()
 
 
 def test_attention_vjp_matches_autodiff():

@@ -6,13 +6,14 @@ so a stride downsamples frequency and never time.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vocal_remover_jax.models.layers import Dtype, at_least_f32
+from vocal_remover_jax.models.layers import Dtype, at_least_f32, batch_sharded
 
 
 class FrameNorm(nn.Module):
@@ -62,15 +63,39 @@ class FrameConv(nn.Module):
         init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform", in_axis=(0, 1), out_axis=2)
         kernel = self.param("kernel", nn.with_logical_partitioning(init, ("taps", "conv_in", "conv_out")),
                             (self.kernel_size, in_features, self.features), self.param_dtype)
-        h = jax.lax.conv_general_dilated(
-            x.astype(self.dtype),
-            kernel.astype(self.dtype)[None],  # (1 frame, taps, in, out)
-            window_strides=(1, self.stride),
-            padding=((0, 0), (self.padding, self.padding)),
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        )
+        h = frame_conv(x.astype(self.dtype), kernel.astype(self.dtype), self.stride, self.padding)
         if self.norm:
             h = FrameNorm(self.cropsize, dtype=self.dtype, param_dtype=self.param_dtype, name="norm")(h)
         if self.activation is not None:
             h = self.activation(h)
         return h
+
+
+def frame_conv(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
+    """`x (batch, frames, bins, in)` convolved over bins with `kernel (taps, in, out)`; the platform
+    the step is lowered for picks one of two equal formulations (only that one is compiled)."""
+    y = jax.lax.platform_dependent(x, kernel, tpu=functools.partial(frame_conv_products, stride=stride, padding=padding),
+                                   default=functools.partial(xla_frame_conv, stride=stride, padding=padding))
+    return batch_sharded(y)
+
+
+def xla_frame_conv(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
+    """One `lax.conv`: CPU, where its channels-last kernels are the fastest, and GPU (unmeasured:
+    the GPU compiler gives `plan` no cost model)."""
+    return jax.lax.conv_general_dilated(x, kernel[None], window_strides=(1, stride), padding=((0, 0), (padding, padding)),
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def frame_conv_products(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
+    """TPU: per-tap products summed over the input channels, with the bins as the minor axis. A
+    `lax.conv` over 2-30 channels keeps them in the TPU's 128 lanes (mostly padding): the cost
+    model gave a FrameEncoder's convolutions 10x the time (README, "Checking a run fits")."""
+    taps = kernel.shape[0]
+    x = jnp.pad(x.transpose(0, 3, 1, 2), ((0, 0), (0, 0), (0, 0), (padding, padding)))  # (batch, in, frames, bins)
+    bins = (x.shape[3] - taps) // stride + 1
+    y = 0.0
+    for t in range(taps):
+        shifted = jax.lax.slice_in_dim(x, t, t + (bins - 1) * stride + 1, stride, axis=3)
+        y = y + jnp.sum(shifted[:, :, None] * kernel[t][None, :, :, None, None], axis=1,
+                        dtype=at_least_f32(x.dtype))
+    return y.astype(x.dtype).transpose(0, 2, 3, 1)

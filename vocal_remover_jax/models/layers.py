@@ -150,6 +150,7 @@ class TemporalConv(nn.Module):
         y = jax.lax.platform_dependent(x.astype(self.dtype), kernel.astype(self.dtype),
                                        cpu=functools.partial(shifted_temporal_conv, pad_left=pad),
                                        default=functools.partial(accelerator_temporal_conv, pad_left=pad))
+        y = batch_sharded(y)
         if self.use_bias:
             bias = self.param(
                 "bias",
@@ -168,7 +169,30 @@ def accelerator_temporal_conv(x: jax.Array, kernel: jax.Array, pad_left: int) ->
     (forward and backward; README, "Checking a run fits")."""
     if kernel.shape[1] == 1:
         return xla_temporal_conv(x, kernel, pad_left)
+    if kernel.shape[2] == kernel.shape[3]:
+        return rotated_products(x, kernel, pad_left)
     return grouped_products(x, kernel, pad_left)
+
+
+def rotated_products(x: jax.Array, kernel: jax.Array, pad_left: int) -> jax.Array:
+    """`grouped_products` for groups with as many outputs as inputs, on the flat feature axis:
+    output f of a group takes input (f + d) mod c of the same group, for each offset d, from the
+    features rotated within their groups. No axis of c (1 or 2) channels appears, which a TPU
+    would pad to 128 lanes."""
+    taps, groups, c, _ = kernel.shape
+    frames, features = x.shape[-2:]
+    out = np.arange(c)
+    # per offset d and tap k, the weight of each output feature g*c+o: kernel[k, g, (o+d)%c, o]
+    weights = [kernel[:, :, (out + d) % c, out].reshape(taps, features) for d in range(c)]
+    in_group = jnp.arange(features) % c
+    pad = [(0, 0)] * (x.ndim - 2) + [(pad_left, taps - 1 - pad_left), (0, 0)]
+    y = 0.0
+    for d in range(c):
+        rotated = x if d == 0 else jnp.where(in_group + d < c, jnp.roll(x, -d, axis=-1), jnp.roll(x, c - d, axis=-1))
+        rotated = jnp.pad(rotated, pad)
+        for k in range(taps):
+            y = y + rotated[..., k : k + frames, :] * weights[d][k]
+    return y
 
 
 def xla_temporal_conv(x: jax.Array, kernel: jax.Array, pad_left: int) -> jax.Array:
@@ -234,6 +258,13 @@ def _grouped_temporal_conv_bwd(pad_left, residuals, dy):
 
 
 grouped_temporal_conv.defvjp(_grouped_temporal_conv_fwd, _grouped_temporal_conv_bwd)
+
+
+def batch_sharded(x: jax.Array) -> jax.Array:
+    """`x` sharded over its leading (batch) axis like the model's input: the partitioner does not
+    carry that sharding through `platform_dependent`'s branches, and replicated every example
+    on every device after them (no-op without a mesh and rules)."""
+    return nn.with_logical_constraint(x, ("batch",) + (None,) * (x.ndim - 1))
 
 
 def symmetric_uniform(bound: float):
