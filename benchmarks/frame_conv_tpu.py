@@ -1,13 +1,15 @@
-"""The TPU cost model's time and memory for the U-Net's frame convolutions and upsampling, as the
-model writes them and as per-tap products / an interpolation matrix (not adopted: README).
+"""The TPU cost model's time and memory for the U-Net's frame convolutions and upsampling, per
+formulation: the frame convolutions as one `lax.conv` (CPU, GPU) and as per-tap products over
+bins-last arrays (TPU); the upsampling by gathers (the model's) and by its interpolation matrix
+(not adopted: README, "Checking a run fits").
 
     python benchmarks/frame_conv_tpu.py                                   # seed's first level: 2 -> 4 channels
     python benchmarks/frame_conv_tpu.py --bins 128 --in-channels 10 --out-channels 10
 
 Compiles forward and backward for one v5p chip with libtpu's compile-only devices, in bf16: a
 FrameEncoder's convolutions (the 1-tap identity and the 3-tap pair, the second strided, with
-FrameNorm's normalisation and leaky ReLU) as one `lax.conv` each (the model's) and as per-tap
-products summed over channels (a broadcast and a reduce, which fuse), then the decoder's
+FrameNorm's normalisation and leaky ReLU) as one `lax.conv` each and as per-tap products summed
+over channels (a broadcast and a reduce, which fuse), then the decoder's
 upsampling of the bins by gathers (the model's) and by the interpolation matrix. Times are
 XLA's cost model, not a measurement.
 """
@@ -19,28 +21,9 @@ import argparse
 import jax
 import jax.numpy as jnp
 import numpy as np
+from vocal_remover_jax.models.frame_conv import frame_conv_products, xla_frame_conv
 from vocal_remover_jax.models.unet import resize_bins_align_corners
 from vocal_remover_jax.train.plan import one_chip_gradient_cost
-
-
-def lax_frame_conv(x, kernel, stride, padding):
-    """FrameConv's convolution; kernel `(taps, in, out)`."""
-    return jax.lax.conv_general_dilated(x, kernel[None], window_strides=(1, stride), padding=((0, 0), (padding, padding)),
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-
-def frame_conv_products(x, kernel, stride, padding):
-    """The same convolution as per-tap products of the (strided) bins and the kernel, summed over
-    the input channels in float32."""
-    taps = kernel.shape[0]
-    padded = jnp.pad(x, ((0, 0), (0, 0), (padding, padding), (0, 0)))
-    bins = (x.shape[2] + 2 * padding - taps) // stride + 1
-    y = None
-    for t in range(taps):
-        shifted = jax.lax.slice_in_dim(padded, t, t + (bins - 1) * stride + 1, stride, axis=2)
-        term = jnp.sum(shifted[..., :, None] * kernel[t], axis=-2, dtype=jnp.float32)
-        y = term if y is None else y + term
-    return y.astype(x.dtype)
 
 
 def resize_by_matmul(x, bins):
@@ -88,7 +71,7 @@ def main() -> None:
     x = jax.ShapeDtypeStruct((b, f, n, cin), jnp.float32)
     print(f"FrameEncoder convolutions, {b} x {f} frames x {n} bins, {cin} -> {cout} channels, bf16, "
           "forward + backward, one v5p chip:")
-    for name, conv in (("lax.conv (the model's)", lax_frame_conv), ("per-tap products", frame_conv_products)):
+    for name, conv in (("lax.conv (CPU, GPU)", xla_frame_conv), ("per-tap products, bins last (TPU)", frame_conv_products)):
         report(name, lambda *a, conv=conv: encoder_convolutions(conv, *a), x, *kernels)
     c = args.upsampled_channels
     print(f"Upsampling {n // 2} -> {n} bins, {b} x {f} frames x {c} channels, bf16, forward + backward:")

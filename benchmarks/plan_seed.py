@@ -45,8 +45,9 @@ def main() -> None:
             print(" ".join(command(*row)[1:]))
         return
     print("| config | topology | mesh data x fsdp | global batch | dtype | GB per chip (HBM) | fits |"
-          " est. MFU | est. examples/s/chip | compile s | compile peak GB | malloc | StableHLO ops |")
-    print("|" + " --- |" * 13)
+          " cost-model step | est. MFU | est. examples/s/chip | compile: train + eval s | compile peak GB | malloc |"
+          " StableHLO ops |")
+    print("|" + " --- |" * 14)
     for config, topology in rows:
         done = subprocess.run(command(config, topology, args.malloc), capture_output=True, text=True)
         if done.returncode:
@@ -55,10 +56,10 @@ def main() -> None:
         r = json.loads(done.stdout)
         print(f"| {config} | {topology} | {r['mesh']['data']} x {r['mesh']['fsdp']} | {r['global_batch']} | "
               f"{r['compute_dtype']} | {r['per_chip_bytes']['total'] / 1e9:.1f} ({r['hbm_bytes'] / 1e9:.0f}) | "
-              f"{r['fits']} | {100 * (r['estimated_mfu'] or 0):.0f} % | "
-              f"{r['estimated_examples_per_second_per_chip'] or 0:.2f} | {r['compile_seconds']:.0f} | "
+              f"{r['fits']} | {(r['estimated_step_seconds'] or 0) * 1e3:.1f} ms | "
+              f"{100 * (r['estimated_mfu'] or 0):.1f} % | {r['estimated_examples_per_second_per_chip'] or 0:.1f} | "
+              f"{r['compile_seconds']:.0f} + {r['eval']['compile_seconds']:.0f} | "
               f"{r['compile_peak_rss_bytes'] / 1e9:.1f} | {r['allocator']} | {r['hlo_ops']:,} |", flush=True)
-
 
 if __name__ == "__main__":
     main()

@@ -5,8 +5,9 @@
 
 Compiles forward and backward (gradients of the input and the kernel) for one v5p chip with
 libtpu's compile-only devices, in bf16, for a `lax.conv` with `feature_group_count`, the shifted
-products with CPU's hand-written VJP, and the shifted products differentiated by JAX (what
-`TemporalConv` runs on accelerators). Times are XLA's cost model, not a measurement.
+products with CPU's hand-written VJP, the shifted products differentiated by JAX, and the
+products over features rotated within their groups (what `TemporalConv` runs on accelerators
+when groups have as many outputs as inputs). Times are XLA's cost model, not a measurement.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from vocal_remover_jax.train.plan import one_chip_gradient_cost
 
 FORMULATIONS = {"lax.conv, feature_group_count": layers.xla_temporal_conv,
                 "shifted products, hand-written VJP": layers.grouped_temporal_conv,
-                "shifted products, autodiff (accelerators)": layers.grouped_products}
+                "shifted products, autodiff": layers.grouped_products,
+                "rotated products, autodiff (accelerators, in = out)": layers.rotated_products}
 
 
 def main() -> None:
@@ -41,7 +43,7 @@ def main() -> None:
         seconds, temporaries = one_chip_gradient_cost(
             lambda x, k, conv=conv: conv(x.astype(jnp.bfloat16), k.astype(jnp.bfloat16), (args.taps - 1) // 2),
             x, kernel)
-        print(f"  {name:44s} {seconds * 1e3:7.3f} ms (cost model), temporaries {temporaries / 1e6:7.0f} MB")
+        print(f"  {name:52s} {seconds * 1e3:7.3f} ms (cost model), temporaries {temporaries / 1e6:7.0f} MB")
 
 if __name__ == "__main__":
     main()

@@ -1,12 +1,14 @@
 """One optimizer step on an 8-device FSDP mesh, whole batch vs 4 accumulated micro-batches.
 
     XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/accum_run.py
-Prints one JSON object: the relative difference of the two updates, the update's size, and
-where each micro-batch's examples live.
+Prints one JSON object: the relative difference of the two updates, the update's size, where
+each micro-batch's examples live, and how many of the model's compiled instructions still hold
+the whole batch on one device.
 """
 
 import json
 import os
+import re
 import sys
 
 if __name__ == "__main__":
@@ -36,6 +38,11 @@ if __name__ == "__main__":
             new, metrics = program.train_step(state, batch, stop)
             updates[accum] = jax.tree.map(lambda a, b: np.asarray(a) - b, jax.device_get(new.params), before)
             results[f"grad_norm_{accum}"] = float(metrics["grad_norm"])
+            if accum == 1:
+                # model activations whose per-device shape still holds the whole batch (32 examples x 16 frames)
+                hlo = program.train_step.lower(state, batch, stop).compile().as_text()
+                results["whole_batch_activations"] = sum(
+                    1 for line in hlo.splitlines() if "FrameTransformerUnet" in line and re.search(r"\[32,16,", line))
             if accum > 1:
                 micro = jax.jit(lambda b: steps.microbatches(b, accum))(batch)["input"]
                 results["micro_spec"] = str(micro.sharding.spec)

@@ -19,3 +19,6 @@ def test_accum_strided_microbatches_match_one_big_batch_on_8_fsdp_devices():
     # 32 examples, 4 micro-batches of 8: each micro-batch has one example on each of the 8 devices.
     assert r["micro_values_strided"], r
     assert r["micro_devices"] == 8 and r["micro_shard_shape"][:2] == [4, 1], r
+    # every device computes only its own examples (the partitioner once replicated the batch after
+    # `platform_dependent`'s branches: `layers.batch_sharded`)
+    assert r["whole_batch_activations"] == 0, r
