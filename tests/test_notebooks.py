@@ -35,9 +35,11 @@ def test_notebook_is_stripped(name):
 
 
 def _repo_entries() -> set[str]:
-    """Where a notebook that wrote relative to the package would leave files."""
-    return {p.name for p in REPO.iterdir()} | {f"{d}/{p.name}" for d in ("notebooks", "configs")
-                                                for p in (REPO / d).iterdir()}
+    """Where a notebook that wrote relative to the package would leave files (bytecode caches,
+    which a test running beside it may write, aside)."""
+    entries = {p.name for p in REPO.iterdir()} | {f"{d}/{p.name}" for d in ("notebooks", "configs")
+                                                   for p in (REPO / d).iterdir()}
+    return {e for e in entries if not e.endswith(("__pycache__", ".pytest_cache"))}
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
