@@ -61,5 +61,6 @@ def main() -> None:
               f"{r['compile_seconds']:.0f} + {r['eval']['compile_seconds']:.0f} | "
               f"{r['compile_peak_rss_bytes'] / 1e9:.1f} | {r['allocator']} | {r['hlo_ops']:,} |", flush=True)
 
+
 if __name__ == "__main__":
     main()
