@@ -35,14 +35,14 @@ if __name__ == "__main__":
             before = jax.device_get(state.params)
             batch = jax.device_put(host_batch, program.batch_sharding)
             stop = jax.device_put(np.zeros((mesh.size,), np.int32), program.batch_sharding)
-            new, metrics = program.train_step(state, batch, stop)
-            updates[accum] = jax.tree.map(lambda a, b: np.asarray(a) - b, jax.device_get(new.params), before)
-            results[f"grad_norm_{accum}"] = float(metrics["grad_norm"])
+            step = program.train_step.lower(state, batch, stop).compile()
             if accum == 1:
                 # model activations whose per-device shape still holds the whole batch (32 examples x 16 frames)
-                hlo = program.train_step.lower(state, batch, stop).compile().as_text()
-                results["whole_batch_activations"] = sum(
-                    1 for line in hlo.splitlines() if "FrameTransformerUnet" in line and re.search(r"\[32,16,", line))
+                results["whole_batch_activations"] = sum(1 for line in step.as_text().splitlines()
+                                                         if "FrameTransformerUnet" in line and re.search(r"\[32,16,", line))
+            new, metrics = step(state, batch, stop)
+            updates[accum] = jax.tree.map(lambda a, b: np.asarray(a) - b, jax.device_get(new.params), before)
+            results[f"grad_norm_{accum}"] = float(metrics["grad_norm"])
             if accum > 1:
                 micro = jax.jit(lambda b: steps.microbatches(b, accum))(batch)["input"]
                 results["micro_spec"] = str(micro.sharding.spec)

@@ -20,5 +20,5 @@ def test_accum_strided_microbatches_match_one_big_batch_on_8_fsdp_devices():
     assert r["micro_values_strided"], r
     assert r["micro_devices"] == 8 and r["micro_shard_shape"][:2] == [4, 1], r
     # every device computes only its own examples (the partitioner once replicated the batch after
-    # `platform_dependent`'s branches: `layers.batch_sharded`)
+    # `platform_dependent`'s branches: `layers.per_platform`)
     assert r["whole_batch_activations"] == 0, r

@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vocal_remover_jax.models.layers import Dtype, at_least_f32, batch_sharded
+from vocal_remover_jax.models.layers import Dtype, at_least_f32, per_platform
 
 
 class FrameNorm(nn.Module):
@@ -74,9 +74,8 @@ class FrameConv(nn.Module):
 def frame_conv(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
     """`x (batch, frames, bins, in)` convolved over bins with `kernel (taps, in, out)`; the platform
     the step is lowered for picks one of two equal formulations (only that one is compiled)."""
-    y = jax.lax.platform_dependent(x, kernel, tpu=functools.partial(frame_conv_products, stride=stride, padding=padding),
-                                   default=functools.partial(xla_frame_conv, stride=stride, padding=padding))
-    return batch_sharded(y)
+    return per_platform(x, kernel, tpu=functools.partial(frame_conv_products, stride=stride, padding=padding),
+                        default=functools.partial(xla_frame_conv, stride=stride, padding=padding))
 
 
 def xla_frame_conv(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:

@@ -147,10 +147,9 @@ class TemporalConv(nn.Module):
         )
         pad = (self.kernel_size - 1) // 2
         # The platform the step is lowered for picks one of two equal formulations.
-        y = jax.lax.platform_dependent(x.astype(self.dtype), kernel.astype(self.dtype),
-                                       cpu=functools.partial(shifted_temporal_conv, pad_left=pad),
-                                       default=functools.partial(accelerator_temporal_conv, pad_left=pad))
-        y = batch_sharded(y)
+        y = per_platform(x.astype(self.dtype), kernel.astype(self.dtype),
+                         cpu=functools.partial(shifted_temporal_conv, pad_left=pad),
+                         default=functools.partial(accelerator_temporal_conv, pad_left=pad))
         if self.use_bias:
             bias = self.param(
                 "bias",
@@ -260,11 +259,13 @@ def _grouped_temporal_conv_bwd(pad_left, residuals, dy):
 grouped_temporal_conv.defvjp(_grouped_temporal_conv_fwd, _grouped_temporal_conv_bwd)
 
 
-def batch_sharded(x: jax.Array) -> jax.Array:
-    """`x` sharded over its leading (batch) axis like the model's input: the partitioner does not
-    carry that sharding through `platform_dependent`'s branches, and replicated every example
-    on every device after them (no-op without a mesh and rules)."""
-    return nn.with_logical_constraint(x, ("batch",) + (None,) * (x.ndim - 1))
+def per_platform(*args, **branches) -> jax.Array:
+    """`jax.lax.platform_dependent` for a layer whose result leads with the batch axis, pinned to
+    the batch sharding of the model's input: the partitioner does not carry that sharding
+    through the branches, and replicated every example on every device after them (the pin is
+    a no-op without a mesh and rules)."""
+    y = jax.lax.platform_dependent(*args, **branches)
+    return nn.with_logical_constraint(y, ("batch",) + (None,) * (y.ndim - 1))
 
 
 def symmetric_uniform(bound: float):
