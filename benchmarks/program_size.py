@@ -61,14 +61,14 @@ def kernels_by_module(hlo: str, depth: int) -> collections.Counter:
 def cycles_by_module(hlo: str, depth: int) -> tuple[collections.Counter, collections.Counter, int]:
     """The TPU compiler's estimated cycles of each top-level instruction (its backend_config), by
     module and by kind (opcode, with the fusion kind): where the cost model's step time goes.
-    Also the number of instructions whose estimate is unknown (given as the largest 64-bit integer), left out."""
+    Also the number of instructions left out: those whose estimate is unknown (given as the
+    largest 64-bit integer) and custom calls, which carry none (Pallas kernels: the step time
+    rates them by the cost they declare, or by their bytes)."""
     by_module, by_kind, unknown = collections.Counter(), collections.Counter(), 0
     for line in hlo[hlo.index("ENTRY"):].splitlines():
         cycles = re.search(r'"estimated_cycles":"(\d+)"', line)
-        if not cycles:
-            continue
-        if int(cycles[1]) >= 2**62:
-            unknown += 1
+        if not cycles or int(cycles[1]) >= 2**62:
+            unknown += bool(cycles) or " custom-call(" in line
             continue
         opcode = re.search(r"= \S+ ([a-z][a-z0-9-]*)\(", line)
         kind = re.search(r"kind=(k\w+)", line)
@@ -115,7 +115,7 @@ def main() -> None:
     if "optimal_seconds" in cost:
         print(f"cost model's step time: {cost['optimal_seconds'] * 1e3:.2f} ms per chip")
     if unknown:
-        print(f"{unknown} instructions have no cycle estimate and are left out below")
+        print(f"{unknown} instructions (custom calls among them) have no cycle estimate and are left out below")
     if total:  # TPU only: the GPU and CPU compilers annotate no cycles
         for title, counter in (("module", by_module), ("kind of instruction", by_kind)):
             print(f"estimated cycles by {title} ({total:,} in all, one chip, one step):")

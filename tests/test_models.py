@@ -200,6 +200,47 @@ def test_frame_conv_lowers_per_platform():
     assert "stablehlo.convolution" not in step.trace(params, x).lower(lowering_platforms=("tpu",)).as_text()
 
 
+@pytest.mark.parametrize("frames,width,value_width", [(256, 4, 2), (128, 16, 16)])
+def test_flash_attention_matches_attend(frames, width, value_width):
+    """The TPU's fused kernel, run by Pallas' interpreter, against `attend`: same values and
+    gradients over several blocks of frames, with values narrower than the queries (zero-padded
+    for the kernel), inside a mesh whose `batch` rule makes it run under `shard_map`."""
+    from jax.experimental.pallas import tpu as pltpu
+
+    from vocal_remover_jax.models.attention import attend
+    from vocal_remover_jax.models.fused_attention import flash_attend
+
+    rng = np.random.RandomState(frames)
+    q, k = (jnp.asarray(rng.randn(2, 2, frames, width), jnp.float32) for _ in range(2))
+    v = jnp.asarray(rng.randn(2, 2, frames, value_width), jnp.float32)
+    loss = lambda f: lambda *a: jnp.sum(jnp.sin(f(*a)))  # noqa: E731
+    xla = lambda *a: attend(*a, 3.0)[0]  # noqa: E731
+    flash = lambda *a: flash_attend(*a, temperature=3.0)  # noqa: E731
+    mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))  # as the trainer's
+    with pltpu.force_tpu_interpret_mode(), jax.set_mesh(mesh), nn.logical_axis_rules([("batch", "data")]):
+        out = jax.jit(flash)(q, k, v)
+        grads = jax.jit(jax.grad(loss(flash), (0, 1, 2)))(q, k, v)
+    np.testing.assert_allclose(out, xla(q, k, v), rtol=1e-5, atol=1e-5)
+    for a, b in zip(grads, jax.grad(loss(xla), (0, 1, 2))(q, k, v)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_attention_lowers_per_platform():
+    """TPU gets the fused kernel (a Mosaic custom call, no frames x frames product of XLA's), CPU
+    XLA's attention; `flash_attention=False` keeps XLA's on TPU too."""
+    from vocal_remover_jax.models import MultibandFrameAttention
+
+    x = jnp.ones((1, 128, 8))
+    for flash, kernels in ((True, 1), (False, 0)):
+        attention = MultibandFrameAttention(2, 128, flash_attention=flash)
+        params = attention.init(jax.random.key(0), x)
+        step = jax.jit(lambda p, x: attention.apply(p, x))
+        assert "tpu_custom_call" not in step.lower(params, x).as_text()
+        tpu = step.trace(params, x).lower(lowering_platforms=("tpu",)).as_text()
+        assert tpu.count("tpu_custom_call") == kernels
+        assert ("tensor<1x2x128x128xf32>" in tpu) != flash  # the scores of 2 bands x 128 x 128 frames
+
+
 def test_attention_vjp_matches_autodiff():
     """`attend`'s hand-written backward (it recomputes the weights) against autodiff of the same
     expression, through both outputs; no frames x frames array is kept for it."""

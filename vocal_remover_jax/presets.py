@@ -67,6 +67,8 @@ def model_config(name: str, audio: ml_collections.ConfigDict | None = None) -> m
             "dtype": "float32",  # compute dtype; parameters stay param_dtype
             "param_dtype": "float32",
             "remat": False,
+            # On TPU, attention as one fused Pallas kernel (models/fused_attention.py); XLA elsewhere.
+            "flash_attention": True,
         }
     )
     if audio is not None:

@@ -26,6 +26,7 @@ def build_model(cfg: ml_collections.ConfigDict) -> nn.Module:
     common = dict(in_channels=cfg.in_channels, num_bands=cfg.num_bands, feedforward_dim=cfg.feedforward_dim,
                   n_fft=cfg.n_fft, cropsize=cfg.cropsize, dropout=cfg.dropout, bias=cfg.bias,
                   reference_kv_conv=cfg.reference_kv_conv, remat=cfg.get("remat", False),
+                  flash_attention=cfg.get("flash_attention", True),
                   dtype=jnp.dtype(cfg.get("dtype", "float32")), param_dtype=jnp.dtype(cfg.get("param_dtype", "float32")))
     if cfg.arch == "unet":
         return FrameTransformerUnet(channels=cfg.channels, depth=cfg.depth,
@@ -46,5 +47,6 @@ def build_discriminator(cfg: ml_collections.ConfigDict) -> nn.Module:
             in_channels=cfg.in_channels, channels=cfg.channels, depth=cfg.depth,
             num_transformer_blocks=cfg.num_transformer_blocks, num_bands=cfg.num_bands,
             feedforward_dim=cfg.feedforward_dim, n_fft=cfg.n_fft, cropsize=cfg.cropsize, dropout=cfg.dropout,
-            bias=cfg.bias, reference_kv_conv=cfg.get("reference_kv_conv", False), **dtypes)
+            bias=cfg.bias, reference_kv_conv=cfg.get("reference_kv_conv", False),
+            flash_attention=cfg.get("flash_attention", True), **dtypes)
     raise ValueError(f"unknown discriminator.arch {cfg.arch!r}: expected 'conv' or 'transformer'")

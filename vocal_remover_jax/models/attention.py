@@ -8,7 +8,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vocal_remover_jax.models.layers import Dtype, TemporalConv, after, at_least_f32, dense
+from vocal_remover_jax.models.fused_attention import FRAMES_PER_BLOCK, flash_attend
+from vocal_remover_jax.models.layers import Dtype, TemporalConv, after, at_least_f32, dense, per_platform
 
 
 class MultibandFrameAttention(nn.Module):
@@ -22,12 +23,16 @@ class MultibandFrameAttention(nn.Module):
 
     `reference_kv_conv=True` reproduces the reference's use of `q_conv` for k and v (needed for
     its checkpoints); the default gives k and v their own convolutions, as intended.
+
+    `flash_attention=True` runs the scores, softmax and weighted sum as one fused kernel on TPU
+    (`fused_attention.py`); other platforms, and calls that collect the weights, use `attend`.
     """
 
     num_bands: int
     cropsize: int
     kernel_size: int = 3
     reference_kv_conv: bool = False
+    flash_attention: bool = True
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -62,8 +67,15 @@ class MultibandFrameAttention(nn.Module):
         # frames x frames array for the position term.
         queries = jnp.concatenate([q, jnp.broadcast_to(er.T, q.shape)], axis=-1)
         keys = jnp.concatenate([k, q], axis=-1)
-        out, weights = attend(queries, keys, v, bins**0.5)
-        self.sow("intermediates", "attention_weights", weights)
+        temperature = bins**0.5
+        if self.is_mutable_collection("intermediates"):
+            out, weights = attend(queries, keys, v, temperature)
+            self.sow("intermediates", "attention_weights", weights)
+        elif self.flash_attention and frames % FRAMES_PER_BLOCK == 0:
+            out = per_platform(queries, keys, v, tpu=functools.partial(flash_attend, temperature=temperature),
+                               default=lambda *a: attend(*a, temperature)[0])
+        else:
+            out = attend(queries, keys, v, temperature)[0]
         out = out.transpose(0, 2, 1, 3).reshape(batch, frames, bins)
         return proj("o_proj", ("qkv", "embed"))(out)
 

@@ -109,6 +109,7 @@ class FrameTransformerDiscriminator(nn.Module):
     dropout: float = 0.1
     bias: bool = True
     reference_kv_conv: bool = False
+    flash_attention: bool = True
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -124,6 +125,7 @@ class FrameTransformerDiscriminator(nn.Module):
             for j in range(self.num_transformer_blocks):
                 h = FrameTransformerEncoder(self.num_bands, self.cropsize, self.feedforward_dim, bias=self.bias,
                                             dropout=self.dropout, reference_kv_conv=self.reference_kv_conv,
+                                            flash_attention=self.flash_attention,
                                             name=f"transformer_encoder_{level}_{j}", **kw)(x, deterministic)
                 x = jnp.concatenate([x, h], axis=-1)
         return FrameConv(1, 3, 1, 1, norm=False, activation=None, name="out", **kw)(x)

@@ -23,6 +23,7 @@ class FrameTransformer(nn.Module):
     dropout: float = 0.1
     bias: bool = False
     reference_kv_conv: bool = False
+    flash_attention: bool = True
     remat: bool = False
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
@@ -35,7 +36,8 @@ class FrameTransformer(nn.Module):
         x = nn.with_logical_constraint(x[:, :, : self.n_fft // 2].astype(self.dtype), ("batch", None, None, None))
         for i in range(self.num_encoders):
             h = encoder_cls(self.num_bands, self.cropsize, self.feedforward_dim, bias=self.bias, dropout=self.dropout,
-                            reference_kv_conv=self.reference_kv_conv, name=f"encoder_{i}", **kw)(x, deterministic)
+                            reference_kv_conv=self.reference_kv_conv,
+                            flash_attention=self.flash_attention, name=f"encoder_{i}", **kw)(x, deterministic)
             x = jnp.concatenate([x, h], axis=-1)
         out = dense(self.in_channels, ("conv_in", None), use_bias=self.bias, name="out", **kw)(x)
         return mask_output(out.astype(at_least_f32(self.dtype)), self.n_fft, logits), is_next_head(x, bias=self.bias, **kw)

@@ -21,6 +21,7 @@ class FrameTransformerDecoder(nn.Module):
     bias: bool = False
     dropout: float = 0.1
     reference_kv_conv: bool = False
+    flash_attention: bool = True
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -30,7 +31,8 @@ class FrameTransformerDecoder(nn.Module):
         ff = self.feedforward_dim
         drop = lambda h: nn.Dropout(self.dropout)(h, deterministic=deterministic)  # noqa: E731
         attention = lambda name: MultibandFrameAttention(  # noqa: E731
-            self.num_bands, self.cropsize, reference_kv_conv=self.reference_kv_conv, name=name, **kw)
+            self.num_bands, self.cropsize, reference_kv_conv=self.reference_kv_conv,
+            flash_attention=self.flash_attention, name=name, **kw)
         depthwise = lambda features, taps, name, axis: TemporalConv(  # noqa: E731
             features, taps, groups=features, use_bias=self.bias, axes=("taps", axis, None, None), name=name, **kw)
 

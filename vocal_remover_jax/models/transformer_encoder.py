@@ -22,6 +22,7 @@ class FrameTransformerEncoder(nn.Module):
     bias: bool = False
     dropout: float = 0.1
     reference_kv_conv: bool = False
+    flash_attention: bool = True
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -52,7 +53,7 @@ class FrameTransformerEncoder(nn.Module):
 
         h = layer_norm("embed", name="norm4", **kw)(x)
         h = MultibandFrameAttention(self.num_bands, self.cropsize, reference_kv_conv=self.reference_kv_conv,
-                                    name="attn", **kw)(h)
+                                    flash_attention=self.flash_attention, name="attn", **kw)(h)
         x = x + drop(h)
 
         h = layer_norm("embed", name="norm5", **kw)(x)

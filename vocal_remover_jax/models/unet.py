@@ -83,6 +83,7 @@ class FrameTransformerUnet(nn.Module):
     dropout: float = 0.1
     bias: bool = True
     reference_kv_conv: bool = False
+    flash_attention: bool = True
     remat: bool = False
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
@@ -94,7 +95,8 @@ class FrameTransformerUnet(nn.Module):
         check_input(x, self.n_fft, self.cropsize, self.in_channels)
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         tf_kw = dict(num_bands=self.num_bands, cropsize=self.cropsize, feedforward_dim=self.feedforward_dim,
-                     bias=self.bias, dropout=self.dropout, reference_kv_conv=self.reference_kv_conv, **kw)
+                     bias=self.bias, dropout=self.dropout, reference_kv_conv=self.reference_kv_conv,
+                     flash_attention=self.flash_attention, **kw)
         encoder_cls = nn.remat(FrameTransformerEncoder, static_argnums=(2,)) if self.remat else FrameTransformerEncoder
         decoder_cls = nn.remat(FrameTransformerDecoder, static_argnums=(3,)) if self.remat else FrameTransformerDecoder
         blocks = range(self.num_transformer_blocks)
