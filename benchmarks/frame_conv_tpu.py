@@ -53,7 +53,7 @@ def encoder_convolutions(conv, x, identity, first, second):
 
 
 def report(name, fn, *shapes) -> None:
-    seconds, temporaries = one_chip_gradient_cost(fn, *shapes)
+    seconds, temporaries, _ = one_chip_gradient_cost(fn, *shapes)
     print(f"  {name:40s} {seconds * 1e3:7.3f} ms (cost model), temporaries {temporaries / 1e6:7.1f} MB")
 
 

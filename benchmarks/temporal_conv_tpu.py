@@ -40,7 +40,7 @@ def main() -> None:
     print(f"{args.batch} x {args.frames} frames x {args.features} features, {args.taps} taps, "
           f"{cin} channels per group, bf16, forward + backward, one v5p chip:")
     for name, conv in FORMULATIONS.items():
-        seconds, temporaries = one_chip_gradient_cost(
+        seconds, temporaries, _ = one_chip_gradient_cost(
             lambda x, k, conv=conv: conv(x.astype(jnp.bfloat16), k.astype(jnp.bfloat16), (args.taps - 1) // 2),
             x, kernel)
         print(f"  {name:52s} {seconds * 1e3:7.3f} ms (cost model), temporaries {temporaries / 1e6:7.0f} MB")
