@@ -55,3 +55,23 @@ def test_freed_memory_goes_back_under_a_preloaded_tcmalloc_too():
                           capture_output=True, text=True, check=True)
     name, released = done.stdout.split()
     assert name == "tcmalloc" and int(released) > 40 * 2**20
+
+
+def test_malloc_arenas_are_limited_on_glibc_only():
+    """glibc takes the limit (mallopt succeeds), an explicit MALLOC_ARENA_MAX wins, and a preloaded
+    tcmalloc is left alone."""
+    import subprocess
+    import sys
+
+    from vocal_remover_jax.host_memory import allocator, tcmalloc_library
+
+    if allocator() != "glibc":
+        pytest.skip("this process is not on glibc's malloc")
+    code = "from vocal_remover_jax import host_memory as h\nprint(h.limit_malloc_arenas(2))"
+    env = {k: v for k, v in os.environ.items() if k not in ("MALLOC_ARENA_MAX", "LD_PRELOAD")}
+    run = lambda **extra: subprocess.run([sys.executable, "-c", code], env={**env, **extra},  # noqa: E731
+                                         capture_output=True, text=True, check=True).stdout.strip()
+    assert run() == "2"
+    assert run(MALLOC_ARENA_MAX="3") == "3"
+    if tcmalloc_library():
+        assert run(LD_PRELOAD=tcmalloc_library()) == "None"

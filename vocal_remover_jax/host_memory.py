@@ -17,6 +17,15 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 
 @functools.cache
+def _mallopt() -> Callable[[int, int], int] | None:
+    libc = ctypes.util.find_library("c")
+    return getattr(ctypes.CDLL(libc), "mallopt", None) if libc else None
+
+
+_M_ARENA_MAX = -8  # glibc's malloc.h
+
+
+@functools.cache
 def _tcmalloc_release() -> Callable[[], None] | None:
     return getattr(ctypes.CDLL(None), "MallocExtension_ReleaseFreeMemory", None)
 
@@ -55,6 +64,19 @@ def rerun_with_tcmalloc(command: str) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, sys.orig_argv, env)
+
+
+def limit_malloc_arenas(arenas: int = 2) -> int | None:
+    """On glibc's malloc, at most `arenas` heaps for all threads (as `MALLOC_ARENA_MAX`, which wins
+    when set); returns the limit in force, or None elsewhere. Fewer arenas fragment less under
+    XLA's many-threaded compile: on glibc the seed step's TPU compile peaked at 11.7 GB with 2
+    and 15.3 GB without a limit, taking 633 s instead of 563 (README, "Checking a run fits")."""
+    mallopt = _mallopt()
+    if allocator() != "glibc" or mallopt is None:
+        return None
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return int(os.environ["MALLOC_ARENA_MAX"])
+    return arenas if mallopt(_M_ARENA_MAX, arenas) else None
 
 
 def release_freed_memory() -> None:

@@ -19,8 +19,8 @@ import time
 import ml_collections
 
 from vocal_remover_jax.config import load_config
-from vocal_remover_jax.host_memory import (allocator, peak_rss_bytes, release_freed_memory, rerun_with_tcmalloc,
-                                           reset_peak_rss, rss_bytes)
+from vocal_remover_jax.host_memory import (allocator, limit_malloc_arenas, peak_rss_bytes, release_freed_memory,
+                                           reset_peak_rss, rerun_with_tcmalloc, rss_bytes)
 from vocal_remover_jax.train.chips import Chip, accelerator_type, parse_topology
 
 INSTALL = ("plan compiles with the TPU compiler, which ships in libtpu; install it with "
@@ -247,7 +247,8 @@ def format_report(r: dict) -> str:
         f"compile: train step {r['compile_seconds']:.1f} s, eval step {r['eval']['compile_seconds']:.1f} s, "
         f"peak RSS {r['compile_peak_rss_bytes'] / 2**30:.2f} GiB; lowered train step: {r['hlo_ops']:,} StableHLO ops",
         "  by phase: " + ", ".join(f"{name} {p['seconds']:.1f} s, peak {p['peak_rss_bytes'] / 2**30:.2f} GiB"
-                                   for name, p in r["compile_phases"].items()) + f" (malloc: {r['allocator']})",
+                                   for name, p in r["compile_phases"].items()) + f" (malloc: {r['allocator']}"
+        + (f", {r['malloc_arena_max']} arenas)" if r.get("malloc_arena_max") else ")"),
         "Times, examples/s and MFU come from XLA's TPU cost model, not from running: they ignore input "
         "pipelines and host stalls and can be far off for communication-heavy programs. Memory is the "
         "compiler's own plan and is reliable.",
@@ -266,8 +267,10 @@ def main(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.config_overrides)
     if args.malloc == "auto":
         rerun_with_tcmalloc("plan")
+    arenas = limit_malloc_arenas()  # where tcmalloc is not there (or not wanted)
     try:
         report = plan(config, args.topology)
+        report["malloc_arena_max"] = arenas
     except (CompilerMissing, ValueError) as e:
         print(f"plan: {e}", file=sys.stderr)
         return 2
