@@ -69,8 +69,8 @@ def rerun_with_tcmalloc(command: str) -> None:
 def limit_malloc_arenas(arenas: int = 2) -> int | None:
     """On glibc's malloc, at most `arenas` heaps for all threads (as `MALLOC_ARENA_MAX`, which wins
     when set); returns the limit in force, or None elsewhere. Fewer arenas fragment less under
-    XLA's many-threaded compile: on glibc the seed step's TPU compile peaked at 11.7 GB with 2
-    and 15.3 GB without a limit, taking 633 s instead of 563 (README, "Checking a run fits")."""
+    XLA's many-threaded compile: on glibc the seed step's TPU compile peaked at 11.4 GB with 2
+    (537 s) and 15.3 GB without a limit (563 s) (README, "Checking a run fits")."""
     mallopt = _mallopt()
     if allocator() != "glibc" or mallopt is None:
         return None
