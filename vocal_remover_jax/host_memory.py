@@ -11,15 +11,10 @@ from collections.abc import Callable
 
 
 @functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
+def _libc_function(name: str) -> Callable | None:
+    """glibc's `name` (malloc_trim, mallopt), or None where the C library has none."""
     libc = ctypes.util.find_library("c")
-    return getattr(ctypes.CDLL(libc), "malloc_trim", None) if libc else None
-
-
-@functools.cache
-def _mallopt() -> Callable[[int, int], int] | None:
-    libc = ctypes.util.find_library("c")
-    return getattr(ctypes.CDLL(libc), "mallopt", None) if libc else None
+    return getattr(ctypes.CDLL(libc), name, None) if libc else None
 
 
 _M_ARENA_MAX = -8  # glibc's malloc.h
@@ -71,7 +66,7 @@ def limit_malloc_arenas(arenas: int = 2) -> int | None:
     when set); returns the limit in force, or None elsewhere. Fewer arenas fragment less under
     XLA's many-threaded compile: on glibc the seed step's TPU compile peaked at 11.4 GB with 2
     (537 s) and 15.3 GB without a limit (563 s) (README, "Checking a run fits")."""
-    mallopt = _mallopt()
+    mallopt = _libc_function("mallopt")
     if allocator() != "glibc" or mallopt is None:
         return None
     if os.environ.get("MALLOC_ARENA_MAX"):
@@ -84,7 +79,7 @@ def release_freed_memory() -> None:
     own buffers then come on top, and the process peaks at both (seed step: 14.6 GiB where the
     step needs 9.5). glibc's malloc_trim returns those pages, and tcmalloc's ReleaseFreeMemory
     when it is preloaded; elsewhere a no-op."""
-    trim = _malloc_trim()
+    trim = _libc_function("malloc_trim")
     if trim is not None:
         trim(0)
     release = _tcmalloc_release()
