@@ -1,4 +1,4 @@
-"""TensorBoard summaries, a JSON-lines log (what tests and notebooks read) and a console line;
+"""TensorBoard scalars, a JSON-lines log (what tests and notebooks read) and a console line;
 all from process 0 only."""
 
 from __future__ import annotations
@@ -7,6 +7,8 @@ import json
 import os
 import sys
 
+from vocal_remover_jax.train.tensorboard import EventFileWriter
+
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -14,10 +16,8 @@ class MetricWriter:
     def __init__(self, workdir: str, enabled: bool = True):
         self.enabled = enabled
         if enabled:
-            import tensorflow as tf  # the train extra's; imported only by a writing process
-
             self._jsonl = open(os.path.join(workdir, METRICS_FILE), "a")
-            self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+            self._tb = EventFileWriter(os.path.join(workdir, "tensorboard"))
 
     def write(self, step: int, metrics: dict, total_steps: int, prefix: str = "") -> None:
         if not self.enabled or not metrics:
@@ -25,15 +25,7 @@ class MetricWriter:
         values = {prefix + k: float(v) for k, v in metrics.items()}
         self._jsonl.write(json.dumps({"step": step, **values}) + "\n")
         self._jsonl.flush()
-        import tensorflow as tf
-
-        # tf.summary.scalar needs the tensorboard package; the raw op with the scalars
-        # plugin's metadata writes the same event without it.
-        metadata = tf.compat.v1.SummaryMetadata(
-            plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="scalars"))
-        with self._tb.as_default(step=step):
-            for k, v in values.items():
-                tf.summary.write(k, tf.constant(v, tf.float32), metadata=metadata)
+        self._tb.scalars(step, values)
         shown = " ".join(f"{k}={v:.4g}" for k, v in values.items())
         print(f"[{step}/{total_steps}] {shown}", file=sys.stderr, flush=True)
 
