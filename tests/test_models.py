@@ -12,7 +12,9 @@ from tests.paths import config
 from vocal_remover_jax.config import load_config
 from vocal_remover_jax.describe import parameter_counts
 from vocal_remover_jax.models import build_discriminator, build_model
+from vocal_remover_jax.models.layers import traced_for_platform
 from vocal_remover_jax.models.shapes import input_spec
+from vocal_remover_jax.xla_cpu import compiler_options
 
 REFERENCE_SEED_PARAMETERS = 191_124_797  # FrameTransformerUnet(train-pre.py defaults), unused ones included
 
@@ -21,18 +23,26 @@ def tiny(*overrides):
     return load_config(config("model.py:tiny"), overrides)
 
 
+def cpu_jit(fn, **jit_options):
+    """Jitted for this CPU as the trainer jits (one branch per layer traced, not every platform's;
+    the test of `per_platform` itself and the parity tests run the untargeted form), compiled
+    as a program that runs once: these tests run the tiny model a few times, after compiling it."""
+    return jax.jit(traced_for_platform(fn, "cpu"), compiler_options=compiler_options("cpu", run_once=True),
+                   **jit_options)
+
+
 @pytest.fixture(scope="module")
 def tiny_model():
     cfg = tiny()
     model = build_model(cfg.model)
     x = jax.random.uniform(jax.random.key(1), input_spec(cfg.model, 2).shape)
-    variables = jax.jit(model.init)(jax.random.key(0), x)
+    variables = cpu_jit(model.init)(jax.random.key(0), x)
     return cfg, model, variables, x
 
 
 def test_unet_shapes_and_ranges(tiny_model):
     cfg, model, variables, x = tiny_model
-    mask, is_next = jax.jit(model.apply)(variables, x)
+    mask, is_next = cpu_jit(model.apply)(variables, x)
     assert mask.shape == x.shape
     assert float(mask.min()) >= 0 and float(mask.max()) <= 1
     assert is_next.shape == (2, 2)
@@ -42,9 +52,11 @@ def test_unet_shapes_and_ranges(tiny_model):
 
 def test_dropout_follows_deterministic_flag(tiny_model):
     _, model, variables, x = tiny_model
-    a, _ = model.apply(variables, x, deterministic=True)
-    b, _ = model.apply(variables, x, deterministic=True)
-    c, _ = model.apply(variables, x, deterministic=False, rngs={"dropout": jax.random.key(3)})
+    apply = cpu_jit(lambda v, x, deterministic, key: model.apply(v, x, deterministic=deterministic,
+                                                                 rngs={"dropout": key}), static_argnums=2)
+    a, _ = apply(variables, x, True, jax.random.key(0))
+    b, _ = apply(variables, x, True, jax.random.key(0))
+    c, _ = apply(variables, x, False, jax.random.key(3))
     np.testing.assert_array_equal(a, b)
     assert float(jnp.abs(a - c).max()) > 1e-4
 
@@ -84,8 +96,8 @@ def test_bfloat16_compute_keeps_float32_parameters(tiny_model):
     cfg, _, variables, x = tiny_model
     model16 = build_model(tiny("model.dtype='bfloat16'").model)
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nn.unbox(variables)))
-    m32, _ = build_model(cfg.model).apply(variables, x)
-    m16, _ = jax.jit(model16.apply)(variables, x)
+    m32, _ = cpu_jit(build_model(cfg.model).apply)(variables, x)
+    m16, _ = cpu_jit(model16.apply)(variables, x)
     assert m16.dtype == jnp.float32  # masks leave in float32
     assert float(jnp.abs(m32 - m16).max()) < 0.1
 
@@ -94,10 +106,10 @@ def test_remat_gives_same_gradients():
     cfg = tiny("model.depth=1")  # one level keeps the two gradient compiles short
     x = jax.random.uniform(jax.random.key(1), input_spec(cfg.model, 1).shape)
     model, remat_model = build_model(cfg.model), build_model(tiny("model.depth=1", "model.remat=True").model)
-    variables = jax.jit(model.init)(jax.random.key(0), x)
+    variables = cpu_jit(model.init)(jax.random.key(0), x)
 
     def grads(m):
-        return jax.jit(jax.grad(lambda v: jnp.mean(m.apply(v, x)[0])))(variables)
+        return cpu_jit(jax.grad(lambda v: jnp.mean(m.apply(v, x)[0])))(variables)
 
     for a, b in zip(jax.tree.leaves(grads(model)), jax.tree.leaves(grads(remat_model))):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
@@ -239,6 +251,23 @@ def test_attention_lowers_per_platform():
         tpu = step.trace(params, x).lower(lowering_platforms=("tpu",)).as_text()
         assert tpu.count("tpu_custom_call") == kernels
         assert ("tensor<1x2x128x128xf32>" in tpu) != flash  # the scores of 2 bands x 128 x 128 frames
+
+
+def test_traced_for_platform_traces_only_that_platforms_branch():
+    """A function jitted for one platform's devices traces one branch per layer, not all with a
+    runtime switch; the branch it keeps computes the same values."""
+    from vocal_remover_jax.models import MultibandFrameAttention
+    from vocal_remover_jax.models.layers import traced_for_platform
+
+    x = jax.random.normal(jax.random.key(1), (1, 128, 8))
+    attention = MultibandFrameAttention(2, 128)
+    params = attention.init(jax.random.key(0), x)
+    apply = lambda p, x: attention.apply(p, x)  # noqa: E731
+    assert "platform_index" in str(jax.make_jaxpr(apply)(params, x))
+    for platform, kernel in (("cpu", False), ("tpu", True)):
+        jaxpr = str(jax.make_jaxpr(traced_for_platform(apply, platform))(params, x))
+        assert "platform_index" not in jaxpr and ("pallas_call" in jaxpr) == kernel, platform
+    np.testing.assert_array_equal(jax.jit(traced_for_platform(apply, "cpu"))(params, x), jax.jit(apply)(params, x))
 
 
 def test_attention_vjp_matches_autodiff():

@@ -6,6 +6,7 @@ with the test's tmp_path. Outputs must be stripped in git.
 """
 
 import asyncio
+import os
 import pathlib
 
 import ipykernel  # noqa: F401  (the kernel the notebooks run in: fail here, clearly, if it is missing)
@@ -47,6 +48,10 @@ def test_notebook_runs(name, tmp_path, monkeypatch):
     nb = _read(name)
     monkeypatch.setenv("TMPDIR", str(tmp_path))  # the kernel's tempfile.mkdtemp() lands in tmp_path
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    # Unoptimised XLA code, as for the trainer's subprocess tests: the notebooks run a few tiny
+    # steps, and compiling them is most of their time.
+    monkeypatch.setenv("XLA_FLAGS", " ".join([os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0",
+                                              "--xla_llvm_disable_expensive_passes=true"]).strip())
     before = _repo_entries()
     client = NotebookClient(nb, timeout=TIMEOUT_S[name], kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}})

@@ -13,27 +13,34 @@ import optax
 import pytest
 
 from vocal_remover_jax.config import load_config
+from vocal_remover_jax.models.layers import traced_for_platform
 from vocal_remover_jax.train import inputs, losses, mesh as mesh_lib, steps
 from vocal_remover_jax.train.program import build_program
+from vocal_remover_jax.xla_cpu import compiler_options
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "pretrain_gan.py:tiny")
 SMALL = ["data.source=random", "model.depth=1", "model.cropsize=16", "audio.n_fft=64", "model.feedforward_dim=32", "model.dropout=0.0",
          "batch_size=4", "mesh.data=1", "mesh.fsdp=1"]
 
 
+def cpu_jit(fn, **jit_options):
+    """Jitted for this CPU as the trainer jits its steps (one branch per layer traced), compiled as
+    a program that runs once: each runs a step or two."""
+    return jax.jit(traced_for_platform(fn, "cpu"), compiler_options=compiler_options("cpu", run_once=True),
+                   **jit_options)
+
+
 def _setup(*overrides):
     """Plain SGD for both players, so parameter updates are linear in the gradients (Adam's
     first step, about lr * sign(g), would hide the gradients' differences)."""
-    import flax.linen as nn
-
     config = load_config(CONFIG, SMALL + list(overrides))
     program = build_program(config, mesh_lib.make_mesh(config.mesh))
-    model, disc, init = program.model, program.disc, program.init
+    model, disc = program.model, program.disc
     tx = disc_tx = optax.sgd(0.1)
-    state = jax.jit(lambda r: nn.unbox(init(r)))(jax.random.key(0))
+    state = program.init_state(jax.random.key(0))
     state = state.replace(opt_state=tx.init(state.params), disc_opt_state=disc_tx.init(state.disc_params))
     batch = next(inputs.train_batches(config, config.batch_size, 0, 0, 1))
-    step = jax.jit(steps.make_train_step(config, model, tx, disc, disc_tx))
+    step = cpu_jit(steps.make_train_step(config, model, tx, disc, disc_tx))
     return config, model, tx, disc, disc_tx, state, batch, step
 
 
@@ -50,14 +57,15 @@ def test_critic_steps_first_and_judges_the_generator(gan):
     config, model, tx, disc, disc_tx, state, batch, step = gan
     new, metrics = step(state, batch)
     x, y, labels = batch["input"], batch["target"], batch["is_next"]
-    mask = model.apply({"params": state.params}, x, deterministic=True)[0]
+    mask = cpu_jit(lambda p: model.apply({"params": p}, x, deterministic=True)[0])(state.params)
 
     def critic_loss(d):
         real = disc.apply({"params": d}, x, y, deterministic=True)
         fake = disc.apply({"params": d}, x, x * mask, deterministic=True)
         return (losses.bce_with_logits(real, 1.0) + losses.bce_with_logits(fake, 0.0)) / 2
 
-    d_updates, _ = disc_tx.update(jax.grad(critic_loss)(state.disc_params), state.disc_opt_state, state.disc_params)
+    d_updates, _ = disc_tx.update(cpu_jit(jax.grad(critic_loss))(state.disc_params), state.disc_opt_state,
+                                  state.disc_params)
     critic = jax.tree.map(lambda p, u: p + u, state.disc_params, d_updates)
 
     def generator_loss(params, disc_params):
@@ -66,13 +74,14 @@ def test_critic_steps_first_and_judges_the_generator(gan):
         return (losses.bce_with_logits(fake, 1.0) + config.loss.gan_l1_weight * losses.masked_l1(x, m, y)
                 + losses.is_next_loss(nxt, labels))
 
-    grads = jax.grad(generator_loss)(state.params, critic)
-    stale = jax.grad(generator_loss)(state.params, state.disc_params)  # what judging by the old critic gives
+    generator_grads = cpu_jit(jax.grad(generator_loss))
+    grads = generator_grads(state.params, critic)
+    stale = generator_grads(state.params, state.disc_params)  # what judging by the old critic gives
     norm = lambda g: float(np.sqrt(sum(np.sum(np.square(v)) for v in jax.tree.leaves(g))))
     assert abs(norm(stale) - norm(grads)) > 1e-4 * norm(grads), "the test cannot tell the two orders apart"
     np.testing.assert_allclose(float(metrics["grad_norm"]), norm(grads), rtol=1e-5)
-    np.testing.assert_allclose(float(metrics["critic"]), float(critic_loss(state.disc_params)), rtol=1e-5)
-    np.testing.assert_allclose(float(metrics["loss"]), float(generator_loss(state.params, critic)), rtol=1e-5)
+    np.testing.assert_allclose(float(metrics["critic"]), float(cpu_jit(critic_loss)(state.disc_params)), rtol=1e-5)
+    np.testing.assert_allclose(float(metrics["loss"]), float(cpu_jit(generator_loss)(state.params, critic)), rtol=1e-5)
     updates, _ = tx.update(grads, state.opt_state, state.params)
     _close(new.params, jax.tree.map(lambda p, u: p + u, state.params, updates))
     _close(new.disc_params, critic)
@@ -149,20 +158,19 @@ def test_ideal_mask_bce_keeps_its_gradient_where_the_sigmoid_saturates():
 
 
 def test_finetune_step_adds_the_weighted_vocal_removal_and_mask_terms():
-    import flax.linen as nn
-
     finetune = os.path.join(os.path.dirname(__file__), "..", "configs", "finetune.py:tiny")
     config = load_config(finetune, SMALL + ["loss.vocal_weight=0.5", "loss.removal_weight=3.0",
                                                  "loss.mask_bce_weight=0.25", "loss.mask_bce_power=2.0",
                                                  "loss.mask_bce_per_frame=True"])
     program = build_program(config, mesh_lib.make_mesh(config.mesh))
-    state = jax.jit(lambda r: nn.unbox(program.init(r)))(jax.random.key(0))
+    state = program.init_state(jax.random.key(0))
     batch = next(inputs.train_batches(config, config.batch_size, 0, 0, 1))
-    _, metrics = jax.jit(steps.make_train_step(config, program.model, optax.sgd(0.1)))(
+    _, metrics = cpu_jit(steps.make_train_step(config, program.model, optax.sgd(0.1)))(
         state.replace(opt_state=optax.sgd(0.1).init(state.params)), batch)
     x, y, v = batch["mixture"], batch["instrumental"], batch["vocals"]
-    mask = program.model.apply({"params": state.params}, x, deterministic=True)[0]
-    logits = program.model.apply({"params": state.params}, x, deterministic=True, logits=True)[0]
+    apply = cpu_jit(lambda p, logits: program.model.apply({"params": p}, x, deterministic=True, logits=logits)[0],
+                    static_argnums=1)
+    mask, logits = apply(state.params, False), apply(state.params, True)
     np.testing.assert_allclose(jax.nn.sigmoid(logits), mask, rtol=1e-6)
     np.testing.assert_allclose(float(metrics["mask_bce"]), float(losses.ideal_mask_bce(logits, x, y, 2.0, True)), rtol=1e-5)
     np.testing.assert_allclose(float(metrics["vocal_l1"]),

@@ -18,6 +18,7 @@ import ml_collections
 
 from vocal_remover_jax.config import load_config
 from vocal_remover_jax.models import build_model
+from vocal_remover_jax.models.layers import traced_for_platform
 from vocal_remover_jax.models.shapes import abstract_params, input_spec
 
 
@@ -40,7 +41,8 @@ def forward_flops(model_cfg: ml_collections.ConfigDict, batch_size: int = 1) -> 
     model = build_model(model_cfg)
     x = input_spec(model_cfg, batch_size)
     variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), x)
-    compiled = jax.jit(lambda v, x: model.apply(v, x)).lower(variables, x).compile()
+    apply = traced_for_platform(lambda v, x: model.apply(v, x), jax.default_backend())
+    compiled = jax.jit(apply).lower(variables, x).compile()
     return float(cost_of(compiled).get("flops", 0.0))
 
 

@@ -27,6 +27,7 @@ from vocal_remover_jax import xla_cpu
 from vocal_remover_jax.audio.stft import frames_istft, frames_stft, num_frames
 from vocal_remover_jax.host_memory import release_freed_memory
 from vocal_remover_jax.inference import postprocess
+from vocal_remover_jax.models.layers import traced_for_platform
 
 # (params, magnitudes (batch, cropsize, bins, 2) in [0, 1]) -> instrumental mask of the same shape.
 MaskFn = Callable[[Any, jax.Array], jax.Array]
@@ -150,7 +151,8 @@ class ChunkedSeparator:
         segment, tail = spec((2, cfg.block_samples)), cfg.n_fft - cfg.hop_length
         jit = functools.partial(jax.jit, compiler_options=xla_cpu.compiler_options(self.device.platform))
         self._song_max = jit(self._song_max_impl).lower(f32, segment, i32, i32).compile()
-        self._accumulate = jit(self._accumulate_impl(mask_fn), donate_argnums=(1, 2)).lower(
+        self._accumulate = jit(traced_for_platform(self._accumulate_impl(mask_fn), self.device.platform),
+                               donate_argnums=(1, 2)).lower(
             self.params, num, den, spec((batch, 2, cfg.crop_samples)), spec((batch,), jnp.int32),
             spec((batch,), jnp.int32), spec((batch,)), i32, i32, f32).compile()
         self._finalize = jit(self._finalize_impl, donate_argnums=(0, 1)).lower(num, den).compile()

@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from vocal_remover_jax.models.layers import traced_for_platform
+
 
 def input_spec(model_cfg: ml_collections.ConfigDict, batch_size: int = 1) -> jax.ShapeDtypeStruct:
     """The separation model's input: `(batch, cropsize, n_fft // 2 + 1, in_channels)` float32."""
@@ -19,5 +21,7 @@ def abstract_params(module: nn.Module, *inputs: jax.ShapeDtypeStruct) -> dict:
     """The 'params' collection of `module` for `inputs` as ShapeDtypeStructs (unboxed).
 
     Unboxed while traced: under a mesh with logical rules (the trainer's), unboxing applies sharding
-    constraints, which shape structs outside a trace cannot take."""
-    return jax.eval_shape(lambda *xs: nn.unbox(module.init(jax.random.key(0), *xs))["params"], *inputs)
+    constraints, which shape structs outside a trace cannot take. Every platform's formulation has
+    the same shapes, so only the default backend's is traced."""
+    init = lambda *xs: nn.unbox(module.init(jax.random.key(0), *xs))["params"]  # noqa: E731
+    return jax.eval_shape(traced_for_platform(init, jax.default_backend()), *inputs)

@@ -20,6 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vocal_remover_jax import xla_cpu
 from vocal_remover_jax.models import build_discriminator, build_model
+from vocal_remover_jax.models.layers import traced_for_platform
 from vocal_remover_jax.train import inputs, mesh as mesh_lib, steps
 from vocal_remover_jax.train.optim import make_optimizer
 from vocal_remover_jax.train.state import TrainState
@@ -81,7 +82,10 @@ def build_program(config: ml_collections.ConfigDict, mesh: Mesh) -> TrainProgram
         disc_tx = make_optimizer(config.get("disc_optimizer", config.optimizer), config.total_steps)
     frames, bins = config.model.cropsize, config.model.n_fft // 2 + 1
     x = jax.ShapeDtypeStruct((1, frames, bins, config.model.in_channels), jnp.float32)
+    platform = mesh.devices.flat[0].platform
+    for_mesh = functools.partial(traced_for_platform, platform=platform)
 
+    @for_mesh
     def init(rng):
         k_model, k_disc = jax.random.split(rng)
         sample = jnp.zeros(x.shape, x.dtype)
@@ -101,6 +105,7 @@ def build_program(config: ml_collections.ConfigDict, mesh: Mesh) -> TrainProgram
     step = steps.make_train_step(config, model, tx, disc, disc_tx,
                                  grad_shardings=(shardings.params, shardings.disc_params))
 
+    @for_mesh
     def train_step(state, batch, stop):
         new, metrics = step(state, batch)
         return new, dict(metrics, stop=jnp.max(stop))  # one value, the same on every process
@@ -108,13 +113,13 @@ def build_program(config: ml_collections.ConfigDict, mesh: Mesh) -> TrainProgram
     return TrainProgram(
         config=config, mesh=mesh, rules=rules, model=model, tx=tx, disc=disc, disc_tx=disc_tx, init=init,
         abstract_state=nn.unbox(boxed), shardings=shardings, batch_sharding=batch_sharding,
-        init_state=jax.jit(lambda rng: nn.unbox(init(rng)), out_shardings=shardings),
+        init_state=jax.jit(lambda rng: nn.unbox(init(rng)), out_shardings=shardings,
+                           compiler_options=xla_cpu.compiler_options(platform, run_once=True)),
         train_step=jax.jit(train_step, in_shardings=(shardings, batch_sharding, batch_sharding),
                            out_shardings=(shardings, replicated), donate_argnums=(0,),
                            compiler_options=train_step_compiler_options(config, mesh)),
-        eval_step=jax.jit(steps.make_eval_step(config, model), in_shardings=(shardings.params, batch_sharding),
-                          out_shardings=replicated,
-                          compiler_options=xla_cpu.compiler_options(mesh.devices.flat[0].platform)))
+        eval_step=jax.jit(for_mesh(steps.make_eval_step(config, model)), in_shardings=(shardings.params, batch_sharding),
+                          out_shardings=replicated, compiler_options=xla_cpu.compiler_options(platform)))
 
 
 def train_step_compiler_options(config: ml_collections.ConfigDict, mesh: Mesh) -> dict | None:
