@@ -16,8 +16,9 @@ from nbclient import NotebookClient
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = ("01_quickstart", "02_model_anatomy", "03_pipelines")
-# Hang guards, not speed checks. 01 compiles two train steps and the separator: about 2 minutes
-# on an idle 2-core CPU with a warm compilation cache, up to 4 on a busy one; the others about 30 s.
+# Hang guards, not speed checks. 01 compiles two train steps and the separator: about 3 minutes
+# on an idle 2-core CPU with an empty compilation cache (170 s), more beside another worker; the
+# others under 30 s.
 TIMEOUT_S = {"01_quickstart": 600, "02_model_anatomy": 300, "03_pipelines": 300}
 
 
