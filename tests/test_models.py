@@ -8,27 +8,18 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
+from tests.cpu_jit import cpu_jit
 from tests.paths import config
 from vocal_remover_jax.config import load_config
 from vocal_remover_jax.describe import parameter_counts
 from vocal_remover_jax.models import build_discriminator, build_model
-from vocal_remover_jax.models.layers import traced_for_platform
 from vocal_remover_jax.models.shapes import input_spec
-from vocal_remover_jax.xla_cpu import compiler_options
 
 REFERENCE_SEED_PARAMETERS = 191_124_797  # FrameTransformerUnet(train-pre.py defaults), unused ones included
 
 
 def tiny(*overrides):
     return load_config(config("model.py:tiny"), overrides)
-
-
-def cpu_jit(fn, **jit_options):
-    """Jitted for this CPU as the trainer jits (one branch per layer traced, not every platform's;
-    the test of `per_platform` itself and the parity tests run the untargeted form), compiled
-    as a program that runs once: these tests run the tiny model a few times, after compiling it."""
-    return jax.jit(traced_for_platform(fn, "cpu"), compiler_options=compiler_options("cpu", run_once=True),
-                   **jit_options)
 
 
 @pytest.fixture(scope="module")

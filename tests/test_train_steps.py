@@ -12,22 +12,14 @@ import numpy as np
 import optax
 import pytest
 
+from tests.cpu_jit import cpu_jit
 from vocal_remover_jax.config import load_config
-from vocal_remover_jax.models.layers import traced_for_platform
 from vocal_remover_jax.train import inputs, losses, mesh as mesh_lib, steps
 from vocal_remover_jax.train.program import build_program
-from vocal_remover_jax.xla_cpu import compiler_options
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "pretrain_gan.py:tiny")
 SMALL = ["data.source=random", "model.depth=1", "model.cropsize=16", "audio.n_fft=64", "model.feedforward_dim=32", "model.dropout=0.0",
          "batch_size=4", "mesh.data=1", "mesh.fsdp=1"]
-
-
-def cpu_jit(fn, **jit_options):
-    """Jitted for this CPU as the trainer jits its steps (one branch per layer traced), compiled as
-    a program that runs once: each runs a step or two."""
-    return jax.jit(traced_for_platform(fn, "cpu"), compiler_options=compiler_options("cpu", run_once=True),
-                   **jit_options)
 
 
 def _setup(*overrides):
