@@ -1,9 +1,13 @@
-"""How the tests jit a model on this CPU."""
+"""How the tests compile for this CPU."""
 
 import jax
 
 from vocal_remover_jax.models.layers import traced_for_platform
-from vocal_remover_jax.xla_cpu import compiler_options
+from vocal_remover_jax.xla_cpu import RUN_ONCE_OPTIONS, compiler_options
+
+# The same options as XLA_FLAGS, for the subprocesses that run a few tiny steps (trainer jobs,
+# notebooks), where compiling is most of the time.
+UNOPTIMISED_XLA_FLAGS = " ".join(f"--{name}={str(value).lower()}" for name, value in RUN_ONCE_OPTIONS.items())
 
 
 def cpu_jit(fn, **jit_options):

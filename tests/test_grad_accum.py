@@ -5,12 +5,13 @@ import os
 import subprocess
 import sys
 
+from tests.cpu_jit import UNOPTIMISED_XLA_FLAGS
+
 RUNNER = os.path.join(os.path.dirname(__file__), "accum_run.py")
 
 
 def test_accum_strided_microbatches_match_one_big_batch_on_8_fsdp_devices():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0 "
-                                     "--xla_llvm_disable_expensive_passes=true")
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count=8 {UNOPTIMISED_XLA_FLAGS}")
     done = subprocess.run([sys.executable, RUNNER], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     r = json.loads(done.stdout.split("RESULT ", 1)[1])

@@ -14,6 +14,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from tests.cpu_jit import UNOPTIMISED_XLA_FLAGS
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = ("01_quickstart", "02_model_anatomy", "03_pipelines")
 # Hang guards, not speed checks. 01 compiles two train steps and the separator: about 3 minutes
@@ -51,8 +53,7 @@ def test_notebook_runs(name, tmp_path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     # Unoptimised XLA code, as for the trainer's subprocess tests: the notebooks run a few tiny
     # steps, and compiling them is most of their time.
-    monkeypatch.setenv("XLA_FLAGS", " ".join([os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0",
-                                              "--xla_llvm_disable_expensive_passes=true"]).strip())
+    monkeypatch.setenv("XLA_FLAGS", f"{os.environ.get('XLA_FLAGS', '')} {UNOPTIMISED_XLA_FLAGS}".strip())
     before = _repo_entries()
     client = NotebookClient(nb, timeout=TIMEOUT_S[name], kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}})

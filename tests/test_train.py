@@ -18,6 +18,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from tests.cpu_jit import UNOPTIMISED_XLA_FLAGS
 from vocal_remover_jax.train.checkpoint import restore_params
 from vocal_remover_jax.train.metric_writer import read_metrics
 
@@ -31,8 +32,7 @@ BASE = ["--config.data.source=random", "--config.model.depth=1", "--config.model
 def run(workdir, mode="pretrain", *overrides, devices=1, env=None, wait=True, expect_failure=False):
     env = dict(os.environ, **(env or {}))
     # Unoptimised XLA code: these jobs are tiny, and compiling dominates their run time.
-    env["XLA_FLAGS"] = (f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0 "
-                        "--xla_llvm_disable_expensive_passes=true")
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices} {UNOPTIMISED_XLA_FLAGS}"
     args = [sys.executable, RUNNER, str(workdir), mode, *BASE, *overrides]
     if not wait:
         return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

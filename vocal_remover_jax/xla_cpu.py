@@ -17,7 +17,7 @@ _CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 # small kernels (rolled threefry loops for every parameter's key and values); the tiny model's
 # compiled in 18.7 s instead of 30.1, the seed model's in 244 s instead of 307 s while its run
 # took 13.6 s instead of 2.4 (`jax.jit(model.init)` on this 2-core CPU, no cache).
-_RUN_ONCE_OPTIONS = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+RUN_ONCE_OPTIONS = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
 def compiler_options(platform: str, run_once: bool = False) -> dict[str, str | int | bool] | None:
@@ -25,4 +25,4 @@ def compiler_options(platform: str, run_once: bool = False) -> dict[str, str | i
     them: None off the CPU. `run_once`: a program whose compile time outweighs its run time."""
     if platform != "cpu":
         return None
-    return dict(_CPU_OPTIONS, **(_RUN_ONCE_OPTIONS if run_once else {}))
+    return dict(_CPU_OPTIONS, **(RUN_ONCE_OPTIONS if run_once else {}))
