@@ -22,6 +22,7 @@ jax.config.update("jax_platforms", "cpu")
 
 import pytest  # noqa: E402
 
+from tests import once_per_run  # noqa: E402
 from tests.paths import config  # noqa: E402
 
 TINY_MODEL_SEED = 0
@@ -49,9 +50,10 @@ def prepared_records(tmp_path_factory):
     from vocal_remover_jax.data.prepare import prepare_records
     from vocal_remover_jax.data.synthetic import write_synthetic_dataset
 
-    root = tmp_path_factory.mktemp("records")
-    dirs = write_synthetic_dataset(str(root / "audio"), n_tracks=4, seconds=3.0, sample_rate=22050, seed=0)
-    prepare_records(str(root / "records"), instrumental=[dirs["instrumental"]], vocals=[dirs["vocals"]],
-                    sample_rate=22050, n_fft=64, hop_length=32, clip_frames=64, tracks_per_shard=2,
-                    validation_fraction=0.25, progress=False)
-    return str(root / "records")
+    def make(root):
+        dirs = write_synthetic_dataset(str(root / "audio"), n_tracks=4, seconds=3.0, sample_rate=22050, seed=0)
+        prepare_records(str(root / "records"), instrumental=[dirs["instrumental"]], vocals=[dirs["vocals"]],
+                        sample_rate=22050, n_fft=64, hop_length=32, clip_frames=64, tracks_per_shard=2,
+                        validation_fraction=0.25, progress=False)
+
+    return str(once_per_run.folder(tmp_path_factory, "records", make) / "records")

@@ -12,6 +12,8 @@ import sys
 
 import pytest
 
+from tests import once_per_run
+
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("libtpu") is None,
                                 reason="libtpu is not installed (pip install 'vocal-remover-jax[tpu]'): "
                                        "plan needs the TPU compiler")
@@ -28,9 +30,7 @@ def _plan(*overrides):
     return plan(load_config(CONFIG, [o[2:] for o in SMALL + list(overrides)]), TOPOLOGY)
 
 
-@pytest.fixture(scope="module")
-def fsdp():
-    """The command line, as a user runs it: FSDP over the 4 chips."""
+def _plan_command():
     done = subprocess.run([sys.executable, "-m", "vocal_remover_jax", "plan", "--config", CONFIG, "--topology", TOPOLOGY,
                            "--json", *SMALL, "--config.mesh.data=1", "--config.mesh.fsdp=4"],
                           capture_output=True, text=True, timeout=600)
@@ -38,13 +38,20 @@ def fsdp():
     return json.loads(done.stdout)
 
 
-@pytest.fixture(scope="module")
-def data_parallel_accumulated():
+@pytest.fixture(scope="session")
+def fsdp(tmp_path_factory):
+    """The command line, as a user runs it: FSDP over the 4 chips."""
+    return once_per_run.value(tmp_path_factory, "plan-fsdp", _plan_command)
+
+
+@pytest.fixture(scope="session")
+def data_parallel_accumulated(tmp_path_factory):
     """Two compiles serve three checks: this plan differs from `fsdp` in mesh (parameters
     replicated, not sharded) and in accumulation (4 micro-batches). The parameters (0.6 MB)
     are far too small to move the temporaries (about 170 MB of activations at 16 examples per
     chip), so those compare across the two."""
-    return _plan("--config.mesh.data=4", "--config.mesh.fsdp=1", "--config.grad_accum_steps=4")
+    return once_per_run.value(tmp_path_factory, "plan-data-accumulated",
+                              lambda: _plan("--config.mesh.data=4", "--config.mesh.fsdp=1", "--config.grad_accum_steps=4"))
 
 
 def test_plan_reports_memory_flops_and_cost_model_per_chip(fsdp):

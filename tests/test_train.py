@@ -18,6 +18,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from tests import once_per_run
 from tests.cpu_jit import UNOPTIMISED_XLA_FLAGS
 from vocal_remover_jax.train.checkpoint import restore_params
 from vocal_remover_jax.train.metric_writer import read_metrics
@@ -125,14 +126,12 @@ def _free_port():
 RESUME_STEPS = ["--config.total_steps=12", "--config.checkpoint.every_steps=3", "--config.model.dropout=0.1"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def uninterrupted_workdir(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("straight")
-    run(workdir, "finetune", *RESUME_STEPS)
-    return workdir
+    return once_per_run.folder(tmp_path_factory, "uninterrupted", lambda d: run(d, "finetune", *RESUME_STEPS))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def uninterrupted(uninterrupted_workdir):
     return params(uninterrupted_workdir)
 
@@ -155,11 +154,10 @@ def finish(procs) -> list[str]:
     return outs
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def two_process_workdir(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("two_process")
-    finish(start_two_processes(workdir, *RESUME_STEPS))
-    return workdir
+    return once_per_run.folder(tmp_path_factory, "two-process",
+                               lambda d: finish(start_two_processes(d, *RESUME_STEPS)))
 
 
 def test_two_processes_match_one_process(two_process_workdir, uninterrupted_workdir, uninterrupted):
