@@ -98,6 +98,34 @@ def test_init_from_accepts_a_model_file(tiny_model):
         restore_params(path, step=3)
 
 
+def test_init_from_starts_the_state_at_those_parameters_without_drawing_any(tiny_model):
+    """The first state holds the file's parameters and fresh optimizer moments; its program draws
+    no random numbers (compiling the initialisers is the slow part of a start on CPU). Parameters
+    of another shape of model are refused by name."""
+    from vocal_remover_jax.train import mesh as mesh_lib
+    from vocal_remover_jax.train.program import build_program
+    from vocal_remover_jax.train.trainer import _init_from
+
+    path, params, _ = tiny_model
+    config = load_config(config_path("finetune.py:tiny"), [f"init_from={path}", "mesh.data=1", "mesh.fsdp=1"])
+    program = build_program(config, mesh_lib.make_mesh(config.mesh, jax.devices()[:1]))
+    with program.context():
+        start = _init_from(config, program)
+        jaxpr = str(jax.make_jaxpr(lambda rng, p: program.init(rng, p))(jax.random.key(0), start))
+        state = program.init_state(jax.random.key(0), start)
+    assert "random_bits" not in jaxpr and "threefry" not in jaxpr
+    assert int(state.step) == 0
+    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not any(np.any(np.asarray(m)) for m in jax.tree.leaves(state.opt_state) if np.ndim(m))
+
+    other = load_config(config_path("finetune.py:tiny"), [f"init_from={path}", "mesh.data=1", "mesh.fsdp=1",
+                                                          f"model.channels={config.model.channels * 2}"])
+    other_program = build_program(other, mesh_lib.make_mesh(other.mesh, jax.devices()[:1]))
+    with pytest.raises(ValueError, match=r"init_from=.*tiny.safetensors: its parameters do not fit config.model"):
+        _init_from(other, other_program)
+
+
 def test_init_zero_starts_the_mask_head_at_one_half(tiny_model):
     """`config.init_zero="^out/"`: the restored head is zero, so every bin's mask starts at 0.5; nothing
     else changes, and a pattern that matches nothing is an error."""

@@ -35,11 +35,13 @@ class TrainProgram:
     tx: optax.GradientTransformation
     disc: nn.Module | None
     disc_tx: optax.GradientTransformation | None
-    init: Callable  # rng -> TrainState of nn.Partitioned (boxed) values
+    init: Callable  # (rng, params=None) -> TrainState of nn.Partitioned (boxed) values
     abstract_state: TrainState  # ShapeDtypeStructs
     shardings: TrainState  # NamedShardings, the same tree
     batch_sharding: NamedSharding
-    init_state: Callable  # jitted: rng -> sharded TrainState
+    # jitted: (rng, params=None) -> sharded TrainState. Given `params` (finetuning's `init_from`),
+    # none are drawn: that program has no random initialisers, the slowest thing to compile on CPU.
+    init_state: Callable
     train_step: Callable  # jitted: (state, batch, stop) -> (state, metrics); `state` is donated
     eval_step: Callable  # jitted: (params, batch) -> metric sums
 
@@ -86,10 +88,11 @@ def build_program(config: ml_collections.ConfigDict, mesh: Mesh) -> TrainProgram
     for_mesh = functools.partial(traced_for_platform, platform=platform)
 
     @for_mesh
-    def init(rng):
+    def init(rng, params=None):
         k_model, k_disc = jax.random.split(rng)
         sample = jnp.zeros(x.shape, x.dtype)
-        params = model.init({"params": k_model, "dropout": k_model}, sample, deterministic=True)["params"]
+        if params is None:
+            params = model.init({"params": k_model, "dropout": k_model}, sample, deterministic=True)["params"]
         state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
         if disc is not None:
             d_params = disc.init({"params": k_disc, "dropout": k_disc}, sample, sample, deterministic=True)["params"]
@@ -113,7 +116,7 @@ def build_program(config: ml_collections.ConfigDict, mesh: Mesh) -> TrainProgram
     return TrainProgram(
         config=config, mesh=mesh, rules=rules, model=model, tx=tx, disc=disc, disc_tx=disc_tx, init=init,
         abstract_state=nn.unbox(boxed), shardings=shardings, batch_sharding=batch_sharding,
-        init_state=jax.jit(lambda rng: nn.unbox(init(rng)), out_shardings=shardings,
+        init_state=jax.jit(lambda rng, params=None: nn.unbox(init(rng, params)), out_shardings=shardings,
                            compiler_options=xla_cpu.compiler_options(platform, run_once=True)),
         train_step=jax.jit(train_step, in_shardings=(shardings, batch_sharding, batch_sharding),
                            out_shardings=(shardings, replicated), donate_argnums=(0,),

@@ -16,6 +16,7 @@ import time
 import jax
 import ml_collections
 import numpy as np
+from flax import traverse_util
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 
@@ -120,13 +121,23 @@ class _MetricWindow:
         return out
 
 
-def _init_from(config, state, shardings):
-    """Finetuning starts from a pretraining workdir's generator parameters."""
+def _init_from(config, program):
+    """Finetuning starts from a pretraining workdir's (or a model file's) generator parameters,
+    which must be this model's, array for array."""
     params, _ = checkpoint.restore_params(config.init_from)
     if config.init_zero:
         params = checkpoint.zero_matching(params, config.init_zero)
-    params = jax.device_put(params, shardings.params)
-    return state.replace(params=params)
+    want = traverse_util.flatten_dict(program.abstract_state.params, sep="/")
+    got = traverse_util.flatten_dict(dict(params), sep="/")
+    wrong = sorted(set(want) ^ set(got)) or [k for k in want if tuple(got[k].shape) != tuple(want[k].shape)]
+    if wrong:
+        k = wrong[0]
+        found = f"shape {tuple(got[k].shape)}, this model's {tuple(want[k].shape)}" if k in got and k in want else (
+            "missing there" if k in want else "not in this model")
+        raise ValueError(f"config.init_from={config.init_from}: its parameters do not fit config.model "
+                         f"({len(wrong)} arrays differ; {k}: {found})")
+    params = {k: np.asarray(v, want[k].dtype) for k, v in got.items()}
+    return jax.device_put(traverse_util.unflatten_dict(params, sep="/"), program.shardings.params)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -162,9 +173,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             examples = int(meta["global_examples_seen"])  # global: a run may resume on another host count
             logging.info("resumed from step %d of %s", step, workdir)
         else:
-            state = program.init_state(jax.random.key(config.seed))
-            if config.init_from:
-                state = _init_from(config, state, shardings)
+            state = program.init_state(jax.random.key(config.seed), _init_from(config, program) if config.init_from else None)
             examples = 0
     step = int(state.step)
 
