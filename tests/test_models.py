@@ -12,6 +12,7 @@ from tests.cpu_jit import cpu_jit
 from tests.paths import config
 from vocal_remover_jax.config import load_config
 from vocal_remover_jax.describe import parameter_counts
+from vocal_remover_jax.inference.random_params import random_params
 from vocal_remover_jax.models import build_discriminator, build_model
 from vocal_remover_jax.models.shapes import input_spec
 
@@ -24,11 +25,16 @@ def tiny(*overrides):
 
 @pytest.fixture(scope="module")
 def tiny_model():
+    """Parameters from numpy (`random_params`): compiling `model.init` would cost more than these
+    tests; what init itself gives (shapes, dtypes, logical axes) is checked through `jax.eval_shape`."""
     cfg = tiny()
     model = build_model(cfg.model)
     x = jax.random.uniform(jax.random.key(1), input_spec(cfg.model, 2).shape)
-    variables = cpu_jit(model.init)(jax.random.key(0), x)
-    return cfg, model, variables, x
+    return cfg, model, {"params": random_params(cfg.model)}, x
+
+
+def _abstract_init(cfg):
+    return jax.eval_shape(build_model(cfg.model).init, jax.random.key(0), input_spec(cfg.model))
 
 
 def test_unet_shapes_and_ranges(tiny_model):
@@ -54,11 +60,8 @@ def test_dropout_follows_deterministic_flag(tiny_model):
 
 def test_kv_conv_option_changes_parameters():
     cfg = tiny()
-    ours = traverse_util.flatten_dict(nn.unbox(jax.eval_shape(build_model(cfg.model).init, jax.random.key(0),
-                                                               input_spec(cfg.model)))["params"])
-    cfg = tiny("model.reference_kv_conv=True")
-    faithful = traverse_util.flatten_dict(nn.unbox(jax.eval_shape(build_model(cfg.model).init, jax.random.key(0),
-                                                                   input_spec(cfg.model)))["params"])
+    ours = traverse_util.flatten_dict(nn.unbox(_abstract_init(cfg))["params"])
+    faithful = traverse_util.flatten_dict(nn.unbox(_abstract_init(tiny("model.reference_kv_conv=True")))["params"])
     assert any("k_conv" in p for p in ours) and any("v_conv" in p for p in ours)
     assert not any("k_conv" in p or "v_conv" in p for p in faithful)
 
@@ -68,8 +71,7 @@ def test_seed_parameter_count_matches_reference():
     cfg = load_config(config("model.py:seed"), ["model.reference_kv_conv=True"])
     counts = parameter_counts(cfg.model)
     ours = sum(counts.values())
-    variables = jax.eval_shape(build_model(cfg.model).init, jax.random.key(0), input_spec(cfg.model))
-    flat = traverse_util.flatten_dict(nn.unbox(variables)["params"])
+    flat = traverse_util.flatten_dict(nn.unbox(_abstract_init(cfg))["params"])
     frame_conv_taps = sum(v.shape[0] for p, v in flat.items() if p[-1] == "kernel" and len(v.shape) == 3)
     kv_convs = sum(2 * v.size for p, v in flat.items() if p[-2] == "q_conv")
     assert ours + frame_conv_taps + kv_convs == REFERENCE_SEED_PARAMETERS
@@ -85,8 +87,9 @@ def test_wrong_input_shape_is_a_clear_error(tiny_model):
 
 def test_bfloat16_compute_keeps_float32_parameters(tiny_model):
     cfg, _, variables, x = tiny_model
-    model16 = build_model(tiny("model.dtype='bfloat16'").model)
-    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nn.unbox(variables)))
+    cfg16 = tiny("model.dtype='bfloat16'")
+    model16 = build_model(cfg16.model)
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nn.unbox(_abstract_init(cfg16))))
     m32, _ = cpu_jit(build_model(cfg.model).apply)(variables, x)
     m16, _ = cpu_jit(model16.apply)(variables, x)
     assert m16.dtype == jnp.float32  # masks leave in float32
@@ -97,7 +100,7 @@ def test_remat_gives_same_gradients():
     cfg = tiny("model.depth=1")  # one level keeps the two gradient compiles short
     x = jax.random.uniform(jax.random.key(1), input_spec(cfg.model, 1).shape)
     model, remat_model = build_model(cfg.model), build_model(tiny("model.depth=1", "model.remat=True").model)
-    variables = cpu_jit(model.init)(jax.random.key(0), x)
+    variables = {"params": random_params(cfg.model)}
 
     def grads(m):
         return cpu_jit(jax.grad(lambda v: jnp.mean(m.apply(v, x)[0])))(variables)
@@ -106,9 +109,8 @@ def test_remat_gives_same_gradients():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
-def test_parameters_carry_logical_axes(tiny_model):
-    _, _, variables, _ = tiny_model
-    specs = traverse_util.flatten_dict(nn.get_partition_spec(variables)["params"])
+def test_parameters_carry_logical_axes():
+    specs = traverse_util.flatten_dict(nn.get_partition_spec(_abstract_init(tiny()))["params"])
     names = {axis for spec in specs.values() for axis in spec if axis}
     assert {"embed", "mlp", "taps", "conv_in", "conv_out", "frames"} <= names
 
