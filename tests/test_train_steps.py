@@ -14,6 +14,7 @@ import pytest
 
 from tests.cpu_jit import cpu_jit
 from vocal_remover_jax.config import load_config
+from vocal_remover_jax.inference.random_params import random_params
 from vocal_remover_jax.train import inputs, losses, mesh as mesh_lib, steps
 from vocal_remover_jax.train.program import build_program
 
@@ -29,7 +30,7 @@ def _setup(*overrides):
     program = build_program(config, mesh_lib.make_mesh(config.mesh))
     model, disc = program.model, program.disc
     tx = disc_tx = optax.sgd(0.1)
-    state = program.init_state(jax.random.key(0))
+    state = program.init_state(jax.random.key(0), random_params(config.model))  # only the critic's drawn
     state = state.replace(opt_state=tx.init(state.params), disc_opt_state=disc_tx.init(state.disc_params))
     batch = next(inputs.train_batches(config, config.batch_size, 0, 0, 1))
     step = cpu_jit(steps.make_train_step(config, model, tx, disc, disc_tx))
@@ -155,7 +156,7 @@ def test_finetune_step_adds_the_weighted_vocal_removal_and_mask_terms():
                                                  "loss.mask_bce_weight=0.25", "loss.mask_bce_power=2.0",
                                                  "loss.mask_bce_per_frame=True"])
     program = build_program(config, mesh_lib.make_mesh(config.mesh))
-    state = program.init_state(jax.random.key(0))
+    state = program.init_state(jax.random.key(0), random_params(config.model))
     batch = next(inputs.train_batches(config, config.batch_size, 0, 0, 1))
     _, metrics = cpu_jit(steps.make_train_step(config, program.model, optax.sgd(0.1)))(
         state.replace(opt_state=optax.sgd(0.1).init(state.params)), batch)
