@@ -104,13 +104,13 @@ def test_init_from_starts_the_state_at_those_parameters_without_drawing_any(tiny
     of another shape of model are refused by name."""
     from vocal_remover_jax.train import mesh as mesh_lib
     from vocal_remover_jax.train.program import build_program
-    from vocal_remover_jax.train.trainer import _init_from
+    from vocal_remover_jax.train.trainer import init_from_params
 
     path, params, _ = tiny_model
     config = load_config(config_path("finetune.py:tiny"), [f"init_from={path}", "mesh.data=1", "mesh.fsdp=1"])
     program = build_program(config, mesh_lib.make_mesh(config.mesh, jax.devices()[:1]))
     with program.context():
-        start = _init_from(config, program)
+        start = init_from_params(config, program)
         jaxpr = str(jax.make_jaxpr(lambda rng, p: program.init(rng, p))(jax.random.key(0), start))
         state = program.init_state(jax.random.key(0), start)
     assert "random_bits" not in jaxpr and "threefry" not in jaxpr
@@ -123,7 +123,7 @@ def test_init_from_starts_the_state_at_those_parameters_without_drawing_any(tiny
                                                           f"model.channels={config.model.channels * 2}"])
     other_program = build_program(other, mesh_lib.make_mesh(other.mesh, jax.devices()[:1]))
     with pytest.raises(ValueError, match=r"init_from=.*tiny.safetensors: its parameters do not fit config.model"):
-        _init_from(other, other_program)
+        init_from_params(other, other_program)
 
 
 def test_init_zero_starts_the_mask_head_at_one_half(tiny_model):

@@ -23,7 +23,7 @@ from jax.sharding import Mesh, NamedSharding
 from vocal_remover_jax.host_memory import compiled_on_first_call
 from vocal_remover_jax.train import checkpoint, distributed, inputs, mesh as mesh_lib, steps
 from vocal_remover_jax.train.metric_writer import MetricWriter
-from vocal_remover_jax.train.program import build_program, check_batch
+from vocal_remover_jax.train.program import TrainProgram, build_program, check_batch
 
 
 class NonFiniteLossError(RuntimeError):
@@ -121,7 +121,7 @@ class _MetricWindow:
         return out
 
 
-def _init_from(config, program):
+def init_from_params(config: ml_collections.ConfigDict, program: TrainProgram) -> dict:
     """Finetuning starts from a pretraining workdir's (or a model file's) generator parameters,
     which must be this model's, array for array."""
     params, _ = checkpoint.restore_params(config.init_from)
@@ -173,7 +173,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             examples = int(meta["global_examples_seen"])  # global: a run may resume on another host count
             logging.info("resumed from step %d of %s", step, workdir)
         else:
-            state = program.init_state(jax.random.key(config.seed), _init_from(config, program) if config.init_from else None)
+            start = init_from_params(config, program) if config.init_from else None  # None: drawn at random
+            state = program.init_state(jax.random.key(config.seed), start)
             examples = 0
     step = int(state.step)
 
