@@ -18,8 +18,8 @@ from tests.cpu_jit import UNOPTIMISED_XLA_FLAGS
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = ("01_quickstart", "02_model_anatomy", "03_pipelines")
-# Hang guards, not speed checks. 01 compiles two train steps and the separator: about 3 minutes
-# on an idle 2-core CPU with an empty compilation cache (170 s), more beside another worker; the
+# Hang guards, not speed checks. 01 compiles two train steps and the separator: about 2 minutes
+# on an idle 2-core CPU with an empty compilation cache (131 s), more beside another worker; the
 # others under 30 s.
 TIMEOUT_S = {"01_quickstart": 600, "02_model_anatomy": 300, "03_pipelines": 300}
 
