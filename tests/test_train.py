@@ -123,12 +123,19 @@ def _free_port():
         return s.getsockname()[1]
 
 
-RESUME_STEPS = ["--config.total_steps=12", "--config.checkpoint.every_steps=3", "--config.model.dropout=0.1"]
+@pytest.fixture(scope="session")
+def resume_steps(tmp_path_factory) -> list[str]:
+    """The finetuning runs compared below: 12 steps starting from a short pretraining run
+    (`init_from`, which every process of a multi-process run reads whole)."""
+    pretrained = once_per_run.folder(tmp_path_factory, "pretrained", lambda d: run(
+        d, "pretrain", "--config.total_steps=2", "--config.checkpoint.every_steps=2"))
+    return ["--config.total_steps=12", "--config.checkpoint.every_steps=3", "--config.model.dropout=0.1",
+            f"--config.init_from={pretrained}"]
 
 
 @pytest.fixture(scope="session")
-def uninterrupted_workdir(tmp_path_factory):
-    return once_per_run.folder(tmp_path_factory, "uninterrupted", lambda d: run(d, "finetune", *RESUME_STEPS))
+def uninterrupted_workdir(tmp_path_factory, resume_steps):
+    return once_per_run.folder(tmp_path_factory, "uninterrupted", lambda d: run(d, "finetune", *resume_steps))
 
 
 @pytest.fixture(scope="session")
@@ -155,9 +162,9 @@ def finish(procs) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def two_process_workdir(tmp_path_factory):
+def two_process_workdir(tmp_path_factory, resume_steps):
     return once_per_run.folder(tmp_path_factory, "two-process",
-                               lambda d: finish(start_two_processes(d, *RESUME_STEPS)))
+                               lambda d: finish(start_two_processes(d, *resume_steps)))
 
 
 def test_two_processes_match_one_process(two_process_workdir, uninterrupted_workdir, uninterrupted):
@@ -170,8 +177,8 @@ def test_two_processes_match_one_process(two_process_workdir, uninterrupted_work
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
-def test_interrupted_run_resumes_to_the_same_parameters(tmp_path, sig, uninterrupted):
-    steps = RESUME_STEPS
+def test_interrupted_run_resumes_to_the_same_parameters(tmp_path, sig, uninterrupted, resume_steps):
+    steps = resume_steps
     target = np.random.default_rng(int(sig)).integers(4, 10)  # kill after this step is logged
     proc = run(tmp_path / "killed", "finetune", *steps, wait=False)
     metrics_file = tmp_path / "killed" / "metrics.jsonl"
@@ -200,10 +207,10 @@ def _flat(tree):
     return {"/".join(k): np.asarray(v) for k, v in traverse_util.flatten_dict(tree).items()}
 
 
-def test_preempt_one_of_two_processes_stops_both_at_the_same_step(tmp_path, two_process_workdir):
+def test_preempt_one_of_two_processes_stops_both_at_the_same_step(tmp_path, two_process_workdir, resume_steps):
     """SIGTERM reaches only process 1; both stop after the same step, save one checkpoint
     together and exit 0; the resumed run ends where an uninterrupted run of the same topology does."""
-    steps = [*RESUME_STEPS, "--config.checkpoint.every_steps=100"]  # only the preemption checkpoint
+    steps = [*resume_steps, "--config.checkpoint.every_steps=100"]  # only the preemption checkpoint
 
     procs = start_two_processes(tmp_path, *steps, env={"TRAIN_RUN_BATCH_DELAY": "0.3"})
     metrics_file = tmp_path / "metrics.jsonl"  # written by process 0 only

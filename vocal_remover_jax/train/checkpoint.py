@@ -98,7 +98,7 @@ def restore_params(workdir: str, step: int | None = None, best: bool = False) ->
     if step not in steps:
         raise ValueError(f"no checkpoint for step {step} in {directory} (have {sorted(steps)})")
     path = os.path.join(directory, str(step), "params" if best else "state")
-    cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+    cpu = jax.sharding.SingleDeviceSharding(jax.local_devices(backend="cpu")[0])  # this process's own: every process reads it all
     with _quiet_absl(), ocp.PyTreeCheckpointer() as checkpointer:
         tree = checkpointer.metadata(path).item_metadata.tree
         target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=cpu),
