@@ -205,19 +205,24 @@ def _check_shapes(path: str, config: ml_collections.ConfigDict, shapes: Mapping[
     except (ValueError, KeyError, AttributeError) as e:
         raise ModelFileError(f"{path}: config describes no known model ({e})") from None
     expected = {name: tuple(a.shape) for name, a in _flatten(abstract_params(model, input_spec(config.model))).items()}
+    if problem := shape_mismatch(expected, shapes):
+        raise ModelFileError(f"{path}: parameters do not fit a {config.model.arch!r} model with this config: {problem}")
+
+
+def shape_mismatch(expected: Mapping[str, tuple], shapes: Mapping[str, tuple]) -> str:
+    """What differs between two sets of flat parameter shapes ("" when none): the names missing,
+    unexpected, and of another shape."""
     missing = sorted(set(expected) - set(shapes))
     unexpected = sorted(set(shapes) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(shapes) if expected[k] != tuple(shapes[k]))
-    if missing or unexpected or wrong:
-        details = []
-        if missing:
-            details.append(f"missing {_few(missing)}")
-        if unexpected:
-            details.append(f"unexpected {_few(unexpected)}")
-        if wrong:
-            details.append("shape mismatch " + _few([f"{k} {tuple(shapes[k])} vs {expected[k]}" for k in wrong]))
-        raise ModelFileError(f"{path}: parameters do not fit a {config.model.arch!r} model with this config: "
-                             + "; ".join(details))
+    wrong = sorted(k for k in set(expected) & set(shapes) if tuple(expected[k]) != tuple(shapes[k]))
+    details = []
+    if missing:
+        details.append(f"missing {_few(missing)}")
+    if unexpected:
+        details.append(f"unexpected {_few(unexpected)}")
+    if wrong:
+        details.append("shape mismatch " + _few([f"{k} {tuple(shapes[k])} vs {tuple(expected[k])}" for k in wrong]))
+    return "; ".join(details)
 
 
 def _few(items: list[str], n: int = 3) -> str:

@@ -21,6 +21,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 
 from vocal_remover_jax.host_memory import compiled_on_first_call
+from vocal_remover_jax.inference.model_file import shape_mismatch
 from vocal_remover_jax.train import checkpoint, distributed, inputs, mesh as mesh_lib, steps
 from vocal_remover_jax.train.metric_writer import MetricWriter
 from vocal_remover_jax.train.program import TrainProgram, build_program, check_batch
@@ -129,13 +130,8 @@ def init_from_params(config: ml_collections.ConfigDict, program: TrainProgram) -
         params = checkpoint.zero_matching(params, config.init_zero)
     want = traverse_util.flatten_dict(program.abstract_state.params, sep="/")
     got = traverse_util.flatten_dict(dict(params), sep="/")
-    wrong = sorted(set(want) ^ set(got)) or [k for k in want if tuple(got[k].shape) != tuple(want[k].shape)]
-    if wrong:
-        k = wrong[0]
-        found = f"shape {tuple(got[k].shape)}, this model's {tuple(want[k].shape)}" if k in got and k in want else (
-            "missing there" if k in want else "not in this model")
-        raise ValueError(f"config.init_from={config.init_from}: its parameters do not fit config.model "
-                         f"({len(wrong)} arrays differ; {k}: {found})")
+    if problem := shape_mismatch({k: v.shape for k, v in want.items()}, {k: v.shape for k, v in got.items()}):
+        raise ValueError(f"config.init_from={config.init_from}: its parameters do not fit config.model: {problem}")
     params = {k: np.asarray(v, want[k].dtype) for k, v in got.items()}
     return jax.device_put(traverse_util.unflatten_dict(params, sep="/"), program.shardings.params)
 
