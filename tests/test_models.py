@@ -179,18 +179,19 @@ def test_temporal_conv_lowers_per_platform():
 
 @pytest.mark.parametrize("taps,stride,padding,cin,cout", [(3, 1, 1, 2, 4), (3, 2, 1, 5, 3), (1, 2, 0, 4, 4), (1, 1, 0, 6, 2)])
 def test_frame_conv_formulations_agree(taps, stride, padding, cin, cout):
-    """The accelerators' per-tap products over bins-last arrays against CPU's `lax.conv`: same
-    values and gradients, strided or not."""
-    from vocal_remover_jax.models.frame_conv import frame_conv_products, xla_frame_conv
+    """The accelerators' per-tap products over bins-last arrays and CPU's `lax.conv` with its own
+    VJP, against a plain `lax.conv`: same values and gradients, strided or not."""
+    from vocal_remover_jax.models.frame_conv import cpu_frame_conv, frame_conv_products, xla_frame_conv
 
     rng = np.random.RandomState(taps + stride + cin)
     x = jnp.asarray(rng.randn(2, 5, 17, cin), jnp.float32)
     w = jnp.asarray(rng.randn(taps, cin, cout), jnp.float32)
     loss = lambda conv: lambda x, w: jnp.sum(jnp.sin(conv(x, w, stride, padding)))  # noqa: E731
-    np.testing.assert_allclose(frame_conv_products(x, w, stride, padding), xla_frame_conv(x, w, stride, padding),
-                               rtol=1e-5, atol=1e-5)
-    for a, b in zip(jax.grad(loss(frame_conv_products), (0, 1))(x, w), jax.grad(loss(xla_frame_conv), (0, 1))(x, w)):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    for conv in (frame_conv_products, cpu_frame_conv):
+        np.testing.assert_allclose(conv(x, w, stride, padding), xla_frame_conv(x, w, stride, padding),
+                                   rtol=1e-5, atol=1e-5)
+        for a, b in zip(jax.grad(loss(conv), (0, 1))(x, w), jax.grad(loss(xla_frame_conv), (0, 1))(x, w)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
 def test_frame_conv_lowers_per_platform():

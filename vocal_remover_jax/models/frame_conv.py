@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vocal_remover_jax.models.layers import Dtype, at_least_f32, per_platform
+from vocal_remover_jax.models.layers import Dtype, after, at_least_f32, per_platform
 
 
 class FrameNorm(nn.Module):
@@ -73,16 +73,47 @@ class FrameConv(nn.Module):
 
 def frame_conv(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
     """`x (batch, frames, bins, in)` convolved over bins with `kernel (taps, in, out)`; the platform
-    the step is lowered for picks one of two equal formulations (only that one is compiled)."""
-    return per_platform(x, kernel, tpu=functools.partial(frame_conv_products, stride=stride, padding=padding),
+    the step is lowered for picks one of three equal formulations (only that one is compiled)."""
+    return per_platform(x, kernel, cpu=functools.partial(cpu_frame_conv, stride=stride, padding=padding),
+                        tpu=functools.partial(frame_conv_products, stride=stride, padding=padding),
                         default=functools.partial(xla_frame_conv, stride=stride, padding=padding))
 
 
 def xla_frame_conv(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
-    """One `lax.conv`: CPU, where its channels-last kernels are the fastest, and GPU (unmeasured:
-    the GPU compiler gives `plan` no cost model)."""
+    """One `lax.conv`: GPU (unmeasured: the GPU compiler gives `plan` no cost model), and CPU's
+    forward, where its channels-last kernels are the fastest."""
     return jax.lax.conv_general_dilated(x, kernel[None], window_strides=(1, stride), padding=((0, 0), (padding, padding)),
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def cpu_frame_conv(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
+    """`xla_frame_conv` whose kernel gradient is one matmul per tap. XLA:CPU computes a `lax.conv`'s
+    kernel gradient as a convolution with a frames x bins window, at well under 1 GFLOP/s: those
+    were 9 % of the small model's train step (its input gradient, a plain convolution, is fast)."""
+    return xla_frame_conv(x, kernel, stride, padding)
+
+
+def _cpu_frame_conv_fwd(x, kernel, stride, padding):
+    return xla_frame_conv(x, kernel, stride, padding), (x, kernel)
+
+
+def _cpu_frame_conv_bwd(stride, padding, residuals, dy):
+    x, kernel = after(residuals, dy)
+    (dx,) = jax.vjp(lambda x: xla_frame_conv(x, kernel, stride, padding), x)[1](dy)
+    taps, cin, cout = kernel.shape
+    bins = dy.shape[2]
+    xp = jnp.pad(x, ((0, 0), (0, 0), (padding, padding), (0, 0)))
+    dy = dy.reshape(-1, cout)
+    contract_rows = (((0,), (0,)), ((), ()))
+    dkernel = jnp.stack([
+        jax.lax.dot_general(jax.lax.slice_in_dim(xp, t, t + (bins - 1) * stride + 1, stride, axis=2).reshape(-1, cin),
+                            dy, contract_rows, preferred_element_type=at_least_f32(x.dtype))
+        for t in range(taps)])
+    return dx, dkernel.astype(kernel.dtype)
+
+
+cpu_frame_conv.defvjp(_cpu_frame_conv_fwd, _cpu_frame_conv_bwd)
 
 
 def frame_conv_products(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
