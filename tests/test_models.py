@@ -195,7 +195,8 @@ def test_frame_conv_formulations_agree(taps, stride, padding, cin, cout):
 
 
 def test_frame_conv_lowers_per_platform():
-    """CPU gets one `lax.conv`, TPU products (no convolution)."""
+    """CPU gets one `lax.conv`, and one more for the input gradient but none for the kernel's
+    (matmuls); TPU products (no convolution)."""
     from vocal_remover_jax.models.frame_conv import FrameConv
 
     x = jnp.ones((1, 4, 16, 3))
@@ -203,6 +204,8 @@ def test_frame_conv_lowers_per_platform():
     params = conv.init(jax.random.key(0), x)
     step = jax.jit(lambda p, x: conv.apply(p, x))
     assert step.lower(params, x).as_text().count("stablehlo.convolution") == 1
+    train = jax.jit(jax.value_and_grad(lambda p, x: conv.apply(p, x).sum(), (0, 1)))
+    assert train.lower(params, x).as_text().count("stablehlo.convolution") == 2
     assert "stablehlo.convolution" not in step.trace(params, x).lower(lowering_platforms=("tpu",)).as_text()
 
 
