@@ -99,7 +99,7 @@ def _peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def _our_step(args: argparse.Namespace, results: dict):
+def our_step(args: argparse.Namespace, results: dict):
     """Our jitted train step, compiled and run once, as a no-argument callable returning its metrics."""
     import flax.linen as nn
     import jax
@@ -153,7 +153,7 @@ def _our_step(args: argparse.Namespace, results: dict):
 
 def single(args: argparse.Namespace) -> None:
     results = {}
-    run = _our_step(args, results)
+    run = our_step(args, results)
     results["step_s"] = _median_time(run, args.repeats)
     results["step_gflop_per_s"] = results["step_gflops"] / results["step_s"]
     results["steps_per_s"] = 1.0 / results["step_s"]
@@ -172,7 +172,7 @@ def worker(args: argparse.Namespace) -> None:
     info = {}
     if args.side == "ours":
         args.skip_forward = True
-        run = _our_step(args, info)
+        run = our_step(args, info)
         info = {"build_s": time.perf_counter() - t, "parameters": info["parameters"],
                 "gflops": info["step_gflops"]}
     else:
