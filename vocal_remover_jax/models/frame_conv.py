@@ -89,8 +89,8 @@ def xla_frame_conv(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def cpu_frame_conv(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
     """`xla_frame_conv` whose kernel gradient is one matmul per tap. XLA:CPU computes a `lax.conv`'s
-    kernel gradient as a convolution with a frames x bins window, at well under 1 GFLOP/s: those
-    were 9 % of the small model's train step (its input gradient, a plain convolution, is fast)."""
+    kernel gradient as a convolution with a frames x bins window, at well under 1 GFLOP/s: 134 of
+    the small train step's 1,276 ms of kernel time (its input gradient, a plain convolution, is fast)."""
     return xla_frame_conv(x, kernel, stride, padding)
 
 
