@@ -19,6 +19,7 @@ import time
 import jax
 
 import train_step
+from interleaved import interleaved_times
 from vocal_remover_jax import presets
 from vocal_remover_jax.models import frame_conv
 
@@ -44,13 +45,7 @@ def main() -> None:
         frame_conv.cpu_frame_conv = formulations["matmuls"]
     for run in steps.values():
         run()
-    times = {name: [] for name in steps}
-    order = list(steps)
-    for i in range(args.repeats):
-        for name in order if i % 2 == 0 else order[::-1]:
-            t = time.perf_counter()
-            steps[name]()
-            times[name].append(time.perf_counter() - t)
+    times = interleaved_times(steps, args.repeats)
     medians = {name: statistics.median(ts) for name, ts in times.items()}
     print(json.dumps({"size": args.size, "batch": args.batch, "repeats": args.repeats, "built": info,
                       "median_s": medians, "min_s": {name: min(ts) for name, ts in times.items()},

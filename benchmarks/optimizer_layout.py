@@ -34,6 +34,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from interleaved import interleaved_times
 from vocal_remover_jax import presets
 from vocal_remover_jax.config import load_config
 from vocal_remover_jax.train import mesh as mesh_lib
@@ -70,15 +71,10 @@ def timed_on_cpu(args: argparse.Namespace) -> None:
         return unravel(new_p), new_s
 
     cases = {"per-array": (per_array, tx.init(params)), "flat": (flat, tx.init(flat_params))}
-    times = {name: [] for name in cases}
     for fn, state in cases.values():
         jax.block_until_ready(fn(params, state, grads))  # compile
-    for i in range(args.repeats):
-        for name in (cases if i % 2 == 0 else reversed(list(cases))):
-            fn, state = cases[name]
-            start = time.perf_counter()
-            jax.block_until_ready(fn(params, state, grads))
-            times[name].append(time.perf_counter() - start)
+    update = lambda fn, state: lambda: jax.block_until_ready(fn(params, state, grads))  # noqa: E731
+    times = interleaved_times({name: update(*case) for name, case in cases.items()}, args.repeats)
     arrays, count = len(jax.tree.leaves(params)), flat_params.size
     print(f"{args.size}: {arrays} parameter arrays, {count:,} parameters, {args.repeats} updates each")
     median = {name: statistics.median(t) for name, t in times.items()}

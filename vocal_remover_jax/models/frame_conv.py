@@ -107,8 +107,8 @@ def _cpu_frame_conv_bwd(stride, padding, residuals, dy):
     dy = dy.reshape(-1, cout)
     contract_rows = (((0,), (0,)), ((), ()))
     dkernel = jnp.stack([
-        jax.lax.dot_general(jax.lax.slice_in_dim(xp, t, t + (bins - 1) * stride + 1, stride, axis=2).reshape(-1, cin),
-                            dy, contract_rows, preferred_element_type=at_least_f32(x.dtype))
+        jax.lax.dot_general(_tap(xp, t, bins, stride, axis=2).reshape(-1, cin), dy, contract_rows,
+                            preferred_element_type=at_least_f32(x.dtype))
         for t in range(taps)])
     return dx, dkernel.astype(kernel.dtype)
 
@@ -125,7 +125,12 @@ def frame_conv_products(x: jax.Array, kernel: jax.Array, stride: int, padding: i
     bins = (x.shape[3] - taps) // stride + 1
     y = 0.0
     for t in range(taps):
-        shifted = jax.lax.slice_in_dim(x, t, t + (bins - 1) * stride + 1, stride, axis=3)
+        shifted = _tap(x, t, bins, stride, axis=3)
         y = y + jnp.sum(shifted[:, :, None] * kernel[t][None, :, :, None, None], axis=1,
                         dtype=at_least_f32(x.dtype))
     return y.astype(x.dtype).transpose(0, 2, 3, 1)
+
+
+def _tap(padded: jax.Array, tap: int, bins: int, stride: int, axis: int) -> jax.Array:
+    """The `bins` input bins (along `axis` of the padded input) that tap `tap` meets."""
+    return jax.lax.slice_in_dim(padded, tap, tap + (bins - 1) * stride + 1, stride, axis=axis)
