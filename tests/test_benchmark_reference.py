@@ -50,3 +50,11 @@ def test_reference_default_is_changed_by_name(train_step):
     assert frame_conv(None, 2) == 256 and frame_conv.__defaults__ == (3, True, 256)
     with pytest.raises(SystemExit, match="no default for 'crop'"):
         reference_step._set_default(frame_conv, "crop", 256)
+
+
+def test_reference_is_tried_at_each_threading(train_step):
+    # libgomp's default and passive waiting on every core, then one thread; never ACTIVE (it spins
+    # while our side runs); a caller's policy is the only one
+    assert train_step.reference_settings(2, None) == [(2, None), (2, "PASSIVE"), (1, None)]
+    assert train_step.reference_settings(4, "PASSIVE") == [(4, "PASSIVE"), (1, "PASSIVE")]
+    assert train_step.reference_settings(1, None) == [(1, None), (1, "PASSIVE")]
