@@ -229,6 +229,12 @@ class _Worker:
         self.proc.stdin.flush()
         return self.receive()
 
+    def close(self) -> dict:
+        """The worker's memory report; it exits."""
+        report = self.ask("exit")
+        self.proc.wait()
+        return report
+
 
 def reference_settings(cores: int, wait_policy: str | None) -> list[tuple[int, str | None]]:
     """The (torch threads, OpenMP wait policy) pairs the reference is tried with; it is timed with
@@ -267,24 +273,17 @@ def side_by_side(args: argparse.Namespace) -> None:
     try:
         info = {"ours": sides["ours"].receive()}  # compiled before the reference is timed, so it runs alone
 
-        # The reference at its fastest threading: each setting in its own process, warmed up and timed
-        # while ours waits; the fastest stays for the interleaved steps.
-        kept = None
+        # The reference at its fastest threading: each setting in its own process, one at a time (two
+        # seed-sized references beside ours exceed 24 GB), warmed up and timed while ours waits.
         for threads, policy in reference_settings(cores, os.environ.get("OMP_WAIT_POLICY")):
-            candidate = sides["candidate"] = _start_reference(args, common, spec, threads, policy)
-            ready = candidate.receive()
-            steps = [candidate.ask("step")["s"] for _ in range(args.warmup + args.probe)][args.warmup:]
+            sides["reference"] = _start_reference(args, common, spec, threads, policy)
+            sides["reference"].receive()
+            steps = [sides["reference"].ask("step")["s"] for _ in range(args.warmup + args.probe)][args.warmup:]
             probes.append({"threads": threads, "omp_wait_policy": policy, "median_s": float(np.median(steps))})
-            slower = sides.pop("reference", None)
-            if kept is not None and probes[-1]["median_s"] >= kept["median_s"]:
-                sides["reference"], slower = slower, candidate
-            else:
-                info["reference"], kept = ready, probes[-1]
-                sides["reference"] = candidate
-            del sides["candidate"]
-            if slower is not None:
-                slower.ask("exit")
-                slower.proc.wait()
+            sides.pop("reference").close()
+        kept = min(probes, key=lambda p: p["median_s"])
+        sides["reference"] = _start_reference(args, common, spec, kept["threads"], kept["omp_wait_policy"])
+        info["reference"] = sides["reference"].receive()
 
         # Same architecture on both sides: every reference weight maps onto a parameter of our model
         # built from the same arguments (raises naming the first key that does not).
@@ -301,9 +300,7 @@ def side_by_side(args: argparse.Namespace) -> None:
                 s = sides[name].ask("step")["s"]
                 if i >= args.warmup:
                     times[name].append(s)
-        memory = {name: side.ask("exit") for name, side in sides.items()}
-        for side in sides.values():
-            side.proc.wait()
+        memory = {name: side.close() for name, side in sides.items()}
     finally:  # a side that failed leaves the other waiting
         for side in sides.values():
             if side.proc.poll() is None:
