@@ -30,6 +30,7 @@ import time
 
 import numpy as np
 
+from interleaved import alternating
 from vocal_remover_jax import presets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -294,12 +295,10 @@ def side_by_side(args: argparse.Namespace) -> None:
                                             depth=arguments["depth"])
 
         times = {"ours": [], "reference": []}
-        for i in range(args.warmup + args.repeats):
-            order = ["ours", "reference"] if i % 2 == 0 else ["reference", "ours"]
-            for name in order:
-                s = sides[name].ask("step")["s"]
-                if i >= args.warmup:
-                    times[name].append(s)
+        for i, name in alternating(["ours", "reference"], args.warmup + args.repeats):
+            s = sides[name].ask("step")["s"]  # the worker's own time: no pipe in it
+            if i >= args.warmup:
+                times[name].append(s)
         memory = {name: side.close() for name, side in sides.items()}
     finally:  # a side that failed leaves the other waiting
         for side in sides.values():
