@@ -5,8 +5,8 @@
     python benchmarks/train_step.py --size small --mode gan             # critic + generator step
     python benchmarks/train_step.py --size small --batch 1 --reference /path/to/frame-transformer
 
-Reports medians after compilation, GFLOP/s from XLA's cost analysis, steps/s, examples/s and the
-process's peak RSS. The step is the trainer's own (`program.train_step`: its shardings, donation
+Reports medians after compilation, GFLOP/s from XLA's cost analysis, steps/s, examples/s, the
+process's peak RSS, and a floor: the step's FLOPs at this machine's float32 matmul rate. The step is the trainer's own (`program.train_step`: its shardings, donation
 and compiler options) on a one-device mesh.
 
 With `--reference PATH` (a checkout of kingoomieiii/frame-transformer at 82256e7; needs torch) it
@@ -100,6 +100,18 @@ def _flops(compiled) -> float:
     return float(cost.get("flops", float("nan")))
 
 
+def matmul_rate(size: int = 1024, repeats: int = 9) -> float:
+    """GFLOP/s of a float32 `size` x `size` matmul in XLA on this process's cores: the rate no step
+    of the same FLOPs can beat here, so `step GFLOP / rate` is a floor for any implementation."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jnp.asarray(np.random.default_rng(0).random((size, size), np.float32))
+    product = jax.jit(lambda a: a @ a).lower(a).compile()
+    jax.block_until_ready(product(a))
+    return 2 * size**3 / _median_time(lambda: product(a), repeats) / 1e9
+
+
 def _peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
@@ -162,6 +174,8 @@ def single(args: argparse.Namespace) -> None:
     results["step_s"] = _median_time(run, args.repeats)
     results["step_gflop_per_s"] = results["step_gflops"] / results["step_s"]
     results["steps_per_s"] = 1.0 / results["step_s"]
+    results["matmul_gflop_per_s"] = matmul_rate()
+    results["flop_floor_s"] = results["step_gflops"] / results["matmul_gflop_per_s"]
     results["examples_per_s"] = args.batch / results["step_s"]
     if args.peak_tflops:
         results["mfu"] = results["step_gflop_per_s"] / (args.peak_tflops * 1e3)
@@ -179,7 +193,7 @@ def worker(args: argparse.Namespace) -> None:
         args.skip_forward = True
         run = our_step(args, info)
         info = {"build_s": time.perf_counter() - t, "parameters": info["parameters"],
-                "gflops": info["step_gflops"]}
+                "gflops": info["step_gflops"], "matmul_gflop_per_s": matmul_rate()}
     else:
         from reference_step import build_reference_step
 
@@ -315,6 +329,8 @@ def side_by_side(args: argparse.Namespace) -> None:
     results["ours"].pop("ready")
     results["reference"].pop("ready")
     results["ratio"] = results["ours"]["median_s"] / results["reference"]["median_s"]
+    # measured by our side alone, before the reference started
+    results["flop_floor_s"] = results["ours"]["gflops"] / results["ours"]["matmul_gflop_per_s"]
     if args.json:
         print(json.dumps(results, indent=1))
         return
@@ -330,6 +346,9 @@ def side_by_side(args: argparse.Namespace) -> None:
               f"{r['parameters']:>11,} {r['build_s']:>8.1f}")
     print(f"reference: torch.set_num_threads({kept['threads']}), OMP_WAIT_POLICY={kept['omp_wait_policy'] or '(unset)'}")
     print(f"ours / reference (medians): {results['ratio']:.2f}x")
+    print(f"floor: our step's {results['ours']['gflops']:.1f} GFLOP at this machine's float32 matmul rate "
+          f"({results['ours']['matmul_gflop_per_s']:.0f} GFLOP/s) take {results['flop_floor_s']:.3f} s = "
+          f"{results['flop_floor_s'] / results['reference']['median_s']:.2f}x the reference's median")
 
 
 def main() -> None:
