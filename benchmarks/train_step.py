@@ -6,8 +6,9 @@
     python benchmarks/train_step.py --size small --batch 1 --reference /path/to/frame-transformer
 
 Reports medians after compilation, GFLOP/s from XLA's cost analysis, steps/s, examples/s, the
-process's peak RSS, and a floor: the step's FLOPs at this machine's float32 matmul rate. The step is the trainer's own (`program.train_step`: its shardings, donation
-and compiler options) on a one-device mesh.
+process's peak RSS, and a floor: the step's FLOPs at this machine's float32 matmul rate. The step
+is the trainer's own (`program.train_step`: its shardings, donation and compiler options) on a
+one-device mesh.
 
 With `--reference PATH` (a checkout of kingoomieiii/frame-transformer at 82256e7; needs torch) it
 times our pretraining step and the reference's (`reference_step.py`) side by side instead: each in
@@ -101,8 +102,8 @@ def _flops(compiled) -> float:
 
 
 def matmul_rate(size: int = 1024, repeats: int = 9) -> float:
-    """GFLOP/s of a float32 `size` x `size` matmul in XLA on this process's cores: the rate no step
-    of the same FLOPs can beat here, so `step GFLOP / rate` is a floor for any implementation."""
+    """GFLOP/s of a float32 `size` x `size` matmul in XLA on this process's cores: the best rate
+    these cores reach, so `step GFLOP / rate` is the time no implementation of the step beats here."""
     import jax
     import jax.numpy as jnp
 
